@@ -1,0 +1,29 @@
+package domain
+
+import "slices"
+
+// Role is a coarse permission carried in a user's token.
+type Role string
+
+// The roles roomlog understands. Tokens may carry others; they are ignored.
+const (
+	RoleBuyer   Role = "buyer"
+	RoleSeller  Role = "seller"
+	RoleAdmin   Role = "admin"
+	RoleAuditor Role = "auditor"
+)
+
+// Principal is the authenticated caller of a socket or an HTTP request, as
+// identified by a verified token.
+type Principal struct {
+	// UserID is the token's user-id claim ("sub" by default).
+	UserID string
+	// Roles are the token's roles claim, filtered to the known roles.
+	Roles []Role
+}
+
+// HasRole reports whether p carries role r.
+func (p Principal) HasRole(r Role) bool { return slices.Contains(p.Roles, r) }
+
+// IsAdmin reports whether p carries the admin role.
+func (p Principal) IsAdmin() bool { return p.HasRole(RoleAdmin) }
