@@ -1,0 +1,588 @@
+package eventstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/roomlog/roomlog/domain"
+)
+
+// MaxIdempotencyKeyLen bounds an idempotency key.
+const MaxIdempotencyKeyLen = 200
+
+// AppendRequest is one logical event to append to one or more rooms.
+// Catalogue validation (domain.ValidatePublish) is the caller's job;
+// the store only checks what it needs to stay consistent.
+type AppendRequest struct {
+	// Type is the event's catalogue name.
+	Type string
+	// Rooms are the rooms the event targets; at least one, no duplicates.
+	Rooms []domain.Room
+	// Payload is a JSON value; it is stored compacted, byte for byte.
+	Payload json.RawMessage
+	// Producer names who published the event (an API key's name).
+	Producer string
+	// IdempotencyKey, if set, makes the append idempotent forever for this
+	// producer: the same key with the same content returns the original
+	// result; with other content the append fails with domain.ErrConflict.
+	IdempotencyKey string
+}
+
+// RoomSeq is where an event landed in one room.
+type RoomSeq struct {
+	Room domain.Room
+	Seq  int64
+}
+
+// AppendResult describes an appended (or idempotently replayed) event.
+type AppendResult struct {
+	// EventID is the event's id, shared by all its rooms.
+	EventID string
+	// Deliveries lists the event's room and seq in each target room, in the
+	// order the request named the rooms.
+	Deliveries []RoomSeq
+	// At is when the log accepted the event.
+	At time.Time
+	// Replayed is true when the idempotency key matched an earlier append
+	// and nothing new was written.
+	Replayed bool
+}
+
+type prepared struct {
+	req         AppendRequest
+	payload     []byte
+	contentHash []byte
+	eventID     uuid.UUID
+}
+
+type submission struct {
+	ctx  context.Context
+	reqs []prepared
+	rows int
+	done chan struct{}
+	res  []AppendResult
+	err  error
+}
+
+func (s *submission) finish(res []AppendResult, err error) {
+	s.res, s.err = res, err
+	close(s.done)
+}
+
+// Append appends one event and returns once it is durably committed. See
+// AppendBatch.
+func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
+	res, err := s.AppendBatch(ctx, []AppendRequest{req})
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return res[0], nil
+}
+
+// AppendBatch appends events atomically (all or none) through the
+// group-commit writer and returns once they are durably committed, one
+// result per request in order. Concurrent callers share commits.
+//
+// Errors carry domain codes: CodeInvalid for malformed requests,
+// CodeConflict for a reused idempotency key with other content,
+// CodeUnavailable when the database cannot be reached or the store is
+// stopping. If ctx is cancelled while the batch waits, AppendBatch returns
+// ctx's error, and the batch may or may not have been committed: retry with
+// the same idempotency keys to find out.
+func (s *Store) AppendBatch(ctx context.Context, reqs []AppendRequest) ([]AppendResult, error) {
+	sub, err := s.newSubmission(ctx, reqs)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	running := s.started && !s.stopped
+	s.mu.Unlock()
+	if !running {
+		return nil, errStopped
+	}
+	select {
+	case s.queue <- sub:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("append: %w", ctx.Err())
+	case <-s.stopCh:
+		return nil, errStopped
+	}
+	select {
+	case <-sub.done:
+		return sub.res, sub.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("append: outcome unknown: %w", ctx.Err())
+	}
+}
+
+// AppendTx appends events inside the caller's transaction, so they commit or
+// roll back together with the caller's own writes (a transactional outbox).
+// Nothing is durable or visible until the caller commits; listeners are
+// notified at commit.
+//
+// AppendTx must be the first write of tx: it takes its room locks before tx
+// has a transaction id, which is what keeps each room's rows in commit order
+// for the tail. If tx has already written, AppendTx returns CodeInvalid.
+func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, reqs []AppendRequest) ([]AppendResult, error) {
+	sub, err := s.newSubmission(ctx, reqs)
+	if err != nil {
+		return nil, err
+	}
+	var assigned bool
+	if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id_if_assigned() IS NOT NULL").Scan(&assigned); err != nil {
+		return nil, classify("append tx: check xid", err)
+	}
+	if assigned {
+		return nil, domain.Errorf(domain.CodeInvalid, "AppendTx must be the first write of its transaction")
+	}
+	res, subErrs, err := s.appendInTx(ctx, tx, []*submission{sub}, false)
+	if err != nil {
+		return nil, err
+	}
+	if subErrs[0] != nil {
+		return nil, subErrs[0]
+	}
+	return res[0], nil
+}
+
+func (s *Store) newSubmission(ctx context.Context, reqs []AppendRequest) (*submission, error) {
+	if len(reqs) == 0 {
+		return nil, domain.Errorf(domain.CodeInvalid, "no events to append")
+	}
+	sub := &submission{ctx: ctx, done: make(chan struct{}), reqs: make([]prepared, len(reqs))}
+	for i, r := range reqs {
+		p, err := prepare(r)
+		if err != nil {
+			if len(reqs) > 1 {
+				return nil, fmt.Errorf("event %d: %w", i, err)
+			}
+			return nil, err
+		}
+		sub.reqs[i] = p
+		sub.rows += len(r.Rooms)
+	}
+	if sub.rows > s.cfg.MaxBatchRows {
+		return nil, domain.Errorf(domain.CodeInvalid, "batch targets %d rooms in all; the limit is %d", sub.rows, s.cfg.MaxBatchRows)
+	}
+	return sub, nil
+}
+
+func prepare(r AppendRequest) (prepared, error) {
+	var fields []domain.FieldError
+	if r.Type == "" {
+		fields = append(fields, domain.FieldError{Field: "event", Message: "required"})
+	}
+	if len(r.Rooms) == 0 {
+		fields = append(fields, domain.FieldError{Field: "rooms", Message: "at least one room is required"})
+	}
+	seen := make(map[domain.Room]bool, len(r.Rooms))
+	for _, room := range r.Rooms {
+		if room == "" {
+			fields = append(fields, domain.FieldError{Field: "rooms", Message: "empty room name"})
+		}
+		if seen[room] {
+			fields = append(fields, domain.FieldError{Field: "rooms", Message: fmt.Sprintf("room %q named twice", room)})
+		}
+		seen[room] = true
+	}
+	if r.Producer == "" {
+		fields = append(fields, domain.FieldError{Field: "producer", Message: "required"})
+	}
+	if len(r.IdempotencyKey) > MaxIdempotencyKeyLen {
+		fields = append(fields, domain.FieldError{Field: "id", Message: fmt.Sprintf("idempotency key longer than %d bytes", MaxIdempotencyKeyLen)})
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, r.Payload); err != nil {
+		fields = append(fields, domain.FieldError{Field: "payload", Message: "not valid JSON"})
+	}
+	if len(fields) > 0 {
+		return prepared{}, &domain.Error{Code: domain.CodeInvalid, Message: "invalid event", Fields: fields}
+	}
+	canon, err := canonicalJSON(compact.Bytes())
+	if err != nil {
+		return prepared{}, &domain.Error{Code: domain.CodeInvalid, Message: "invalid event", Fields: []domain.FieldError{{Field: "payload", Message: "not valid JSON"}}}
+	}
+	h := sha256.New()
+	h.Write([]byte(r.Type))
+	h.Write([]byte{0})
+	for _, room := range r.Rooms {
+		h.Write([]byte(room))
+		h.Write([]byte{0})
+	}
+	h.Write(canon)
+	return prepared{req: r, payload: compact.Bytes(), contentHash: h.Sum(nil), eventID: uuid.New()}, nil
+}
+
+// canonicalJSON re-encodes v with sorted object keys, so that an idempotent
+// retry whose JSON differs only in key order or spacing counts as the same
+// content.
+func canonicalJSON(b []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
+}
+
+func lockKey(kind, name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(name))
+	return int64(h.Sum64())
+}
+
+type idemKey struct{ producer, key string }
+
+type idemHit struct {
+	contentHash []byte
+	eventID     string
+}
+
+type head struct {
+	seq  int64
+	hash []byte
+}
+
+// appendInTx writes subs in tx. It returns per-submission results and
+// errors (a submission with an idempotency conflict is skipped, the others
+// proceed) or a fatal error, after which tx must be rolled back.
+func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, ownTx bool) ([][]AppendResult, []error, error) {
+	// 1. Collect the locks: every room and every idempotency key, sorted so
+	// that concurrent writers always lock in the same order.
+	var keys []int64
+	rooms := map[domain.Room]bool{}
+	idem := map[idemKey]bool{}
+	for _, sub := range subs {
+		for _, p := range sub.reqs {
+			for _, r := range p.req.Rooms {
+				if !rooms[r] {
+					rooms[r] = true
+					keys = append(keys, lockKey("room", string(r)))
+				}
+			}
+			if p.req.IdempotencyKey != "" {
+				k := idemKey{p.req.Producer, p.req.IdempotencyKey}
+				if !idem[k] {
+					idem[k] = true
+					keys = append(keys, lockKey("idem", k.producer+"\x00"+k.key))
+				}
+			}
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	roomList := make([]string, 0, len(rooms))
+	for r := range rooms {
+		roomList = append(roomList, string(r))
+	}
+	slices.Sort(roomList)
+
+	// 2. One round trip: lock, then read heads and known keys. The reads
+	// run after the locks in the same pipeline, each with a fresh snapshot
+	// (read committed), so they see every earlier writer's commit.
+	b := &pgx.Batch{}
+	if ownTx {
+		if s.cfg.AsyncCommit {
+			b.Queue("SET LOCAL synchronous_commit = off")
+		} else {
+			b.Queue("SET LOCAL synchronous_commit = on")
+		}
+	}
+	b.Queue("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k", keys)
+	b.Queue("SELECT room, seq, hash FROM room_heads WHERE room = ANY($1::text[])", roomList)
+	var idemProducers, idemKeys []string
+	for k := range idem {
+		idemProducers = append(idemProducers, k.producer)
+		idemKeys = append(idemKeys, k.key)
+	}
+	if len(idem) > 0 {
+		b.Queue(`SELECT k.producer, k.key, k.content_hash, k.event_id::text
+			FROM idempotency_keys k
+			JOIN unnest($1::text[], $2::text[]) AS u(producer, key) ON k.producer = u.producer AND k.key = u.key`,
+			idemProducers, idemKeys)
+	}
+	br := tx.SendBatch(ctx, b)
+	if ownTx {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, nil, classify("append: set synchronous_commit", err)
+		}
+	}
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, nil, classify("append: lock rooms", err)
+	}
+	heads := make(map[domain.Room]head, len(rooms))
+	rows, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, nil, classify("append: read heads", err)
+	}
+	for rows.Next() {
+		var room string
+		var h head
+		if err := rows.Scan(&room, &h.seq, &h.hash); err != nil {
+			rows.Close()
+			br.Close()
+			return nil, nil, classify("append: scan head", err)
+		}
+		heads[domain.Room(room)] = h
+	}
+	if err := rows.Err(); err != nil {
+		br.Close()
+		return nil, nil, classify("append: read heads", err)
+	}
+	known := map[idemKey]idemHit{}
+	if len(idem) > 0 {
+		rows, err := br.Query()
+		if err != nil {
+			br.Close()
+			return nil, nil, classify("append: read idempotency keys", err)
+		}
+		for rows.Next() {
+			var k idemKey
+			var hit idemHit
+			if err := rows.Scan(&k.producer, &k.key, &hit.contentHash, &hit.eventID); err != nil {
+				rows.Close()
+				br.Close()
+				return nil, nil, classify("append: scan idempotency key", err)
+			}
+			known[k] = hit
+		}
+		if err := rows.Err(); err != nil {
+			br.Close()
+			return nil, nil, classify("append: read idempotency keys", err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, classify("append: lock and read", err)
+	}
+
+	// 3. Decide each submission: replays, conflicts, new rows.
+	type slot struct {
+		sub, req int
+		replayOf string // event id of the original, for replays
+	}
+	results := make([][]AppendResult, len(subs))
+	subErrs := make([]error, len(subs))
+	now := s.now()
+	var (
+		evIDs, evRooms, evTypes, evPayloads, evProducers []string
+		evSeqs                                         []int64
+		evPrev, evHash                                 [][]byte
+		newKeyProducers, newKeyKeys, newKeyEvents      []string
+		newKeyHashes                                   [][]byte
+		replays                                        []slot
+		replayIDs                                      []string
+	)
+	for si, sub := range subs {
+		// Tentative state for this submission; merged only if accepted.
+		local := map[idemKey]idemHit{}
+		var conflict error
+		for ri, p := range sub.reqs {
+			if p.req.IdempotencyKey == "" {
+				continue
+			}
+			k := idemKey{p.req.Producer, p.req.IdempotencyKey}
+			hit, ok := known[k]
+			if !ok {
+				hit, ok = local[k]
+			}
+			if ok {
+				if !bytes.Equal(hit.contentHash, p.contentHash) {
+					conflict = &domain.Error{Code: domain.CodeConflict, Message: fmt.Sprintf("idempotency key %q was already used with different content", k.key)}
+					if len(sub.reqs) > 1 {
+						conflict = fmt.Errorf("event %d: %w", ri, conflict)
+					}
+					break
+				}
+				continue
+			}
+			local[k] = idemHit{contentHash: p.contentHash, eventID: p.eventID.String()}
+		}
+		if conflict != nil {
+			subErrs[si] = conflict
+			continue
+		}
+		results[si] = make([]AppendResult, len(sub.reqs))
+		for ri, p := range sub.reqs {
+			if p.req.IdempotencyKey != "" {
+				k := idemKey{p.req.Producer, p.req.IdempotencyKey}
+				if hit, ok := known[k]; ok {
+					replays = append(replays, slot{sub: si, req: ri, replayOf: hit.eventID})
+					replayIDs = append(replayIDs, hit.eventID)
+					continue
+				}
+				if hit := local[k]; hit.eventID != p.eventID.String() {
+					// A duplicate of an earlier request in this
+					// submission: same result, nothing new written.
+					replays = append(replays, slot{sub: si, req: ri, replayOf: hit.eventID})
+					continue
+				}
+				newKeyProducers = append(newKeyProducers, k.producer)
+				newKeyKeys = append(newKeyKeys, k.key)
+				newKeyEvents = append(newKeyEvents, p.eventID.String())
+				newKeyHashes = append(newKeyHashes, p.contentHash)
+			}
+			res := AppendResult{EventID: p.eventID.String(), At: now, Deliveries: make([]RoomSeq, len(p.req.Rooms))}
+			for i, room := range p.req.Rooms {
+				h := heads[room]
+				prev := h.hash
+				if h.seq == 0 {
+					prev = genesisHash
+				}
+				seq := h.seq + 1
+				sum := rowHash(prev, seq, p.eventID, string(room), p.req.Type, p.req.Producer, now, p.payload)
+				heads[room] = head{seq: seq, hash: sum}
+				evIDs = append(evIDs, p.eventID.String())
+				evRooms = append(evRooms, string(room))
+				evSeqs = append(evSeqs, seq)
+				evTypes = append(evTypes, p.req.Type)
+				evPayloads = append(evPayloads, string(p.payload))
+				evProducers = append(evProducers, p.req.Producer)
+				evPrev = append(evPrev, prev)
+				evHash = append(evHash, sum)
+				res.Deliveries[i] = RoomSeq{Room: room, Seq: seq}
+			}
+			results[si][ri] = res
+		}
+		for k, v := range local {
+			known[k] = v
+		}
+	}
+
+	// 4. One round trip: rows, heads, keys, replay lookups, notify.
+	b = &pgx.Batch{}
+	if len(evIDs) > 0 {
+		b.Queue(`INSERT INTO events (event_id, room, seq, type, payload, producer, created_at, prev_hash, hash)
+			SELECT e::uuid, r, s, t, p::json, pr, $7, ph, h
+			FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $8::bytea[], $9::bytea[])
+			  AS u(e, r, s, t, p, pr, ph, h)`,
+			evIDs, evRooms, evSeqs, evTypes, evPayloads, evProducers, now, evPrev, evHash)
+		var hr []string
+		var hs []int64
+		var hh [][]byte
+		for _, r := range roomList {
+			if h, ok := heads[domain.Room(r)]; ok && h.seq > 0 {
+				hr = append(hr, r)
+				hs = append(hs, h.seq)
+				hh = append(hh, h.hash)
+			}
+		}
+		b.Queue(`INSERT INTO room_heads (room, seq, hash)
+			SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
+			ON CONFLICT (room) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, updated_at = now()`,
+			hr, hs, hh)
+	}
+	if len(newKeyKeys) > 0 {
+		b.Queue(`INSERT INTO idempotency_keys (producer, key, event_id, content_hash)
+			SELECT p, k, e::uuid, h FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS u(p, k, e, h)`,
+			newKeyProducers, newKeyKeys, newKeyEvents, newKeyHashes)
+	}
+	if len(replayIDs) > 0 {
+		b.Queue(`SELECT event_id::text, room, seq, created_at FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY id`, replayIDs)
+	}
+	if len(evIDs) > 0 {
+		b.Queue("SELECT pg_notify($1, '')", NotifyChannel)
+	}
+	if b.Len() == 0 {
+		return results, subErrs, nil
+	}
+	br = tx.SendBatch(ctx, b)
+	defer br.Close()
+	if len(evIDs) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return nil, nil, classify("append: insert events", err)
+		}
+		if _, err := br.Exec(); err != nil {
+			return nil, nil, classify("append: update heads", err)
+		}
+	}
+	if len(newKeyKeys) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return nil, nil, classify("append: insert idempotency keys", err)
+		}
+	}
+	if len(replayIDs) > 0 {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, nil, classify("append: read replayed events", err)
+		}
+		type orig struct {
+			at    time.Time
+			rooms map[domain.Room]int64
+		}
+		origs := map[string]*orig{}
+		for rows.Next() {
+			var id, room string
+			var seq int64
+			var at time.Time
+			if err := rows.Scan(&id, &room, &seq, &at); err != nil {
+				rows.Close()
+				return nil, nil, classify("append: scan replayed event", err)
+			}
+			o := origs[id]
+			if o == nil {
+				o = &orig{at: at, rooms: map[domain.Room]int64{}}
+				origs[id] = o
+			}
+			o.rooms[domain.Room(room)] = seq
+		}
+		if err := rows.Err(); err != nil {
+			return nil, nil, classify("append: read replayed events", err)
+		}
+		for _, sl := range replays {
+			p := subs[sl.sub].reqs[sl.req]
+			o := origs[sl.replayOf]
+			if o == nil {
+				continue // a within-batch duplicate; filled below
+			}
+			res := AppendResult{EventID: sl.replayOf, At: o.at.UTC(), Replayed: true, Deliveries: make([]RoomSeq, len(p.req.Rooms))}
+			for i, room := range p.req.Rooms {
+				res.Deliveries[i] = RoomSeq{Room: room, Seq: o.rooms[room]}
+			}
+			results[sl.sub][sl.req] = res
+		}
+	}
+	if len(evIDs) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return nil, nil, classify("append: notify", err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, classify("append: write", err)
+	}
+	// Within-batch duplicates take the result of the request they repeat.
+	byID := map[string]AppendResult{}
+	for _, rs := range results {
+		for _, r := range rs {
+			if r.EventID != "" && !r.Replayed {
+				byID[r.EventID] = r
+			}
+		}
+	}
+	for _, sl := range replays {
+		if results[sl.sub][sl.req].EventID == "" {
+			r, ok := byID[sl.replayOf]
+			if !ok {
+				return nil, nil, errors.New("append: idempotent duplicate lost its original")
+			}
+			r.Replayed = true
+			results[sl.sub][sl.req] = r
+		}
+	}
+	return results, subErrs, nil
+}

@@ -1,0 +1,178 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/roomlog/roomlog/domain"
+)
+
+// NotifyChannel is the LISTEN/NOTIFY channel every committed append batch
+// notifies. The notification is only a wake-up hint; the log is the truth.
+const NotifyChannel = "roomlog_events"
+
+// Config tunes a Store. Its zero value means "use the defaults".
+type Config struct {
+	// MaxBatchRows caps the rows one group commit writes. Default 2000.
+	MaxBatchRows int
+	// QueueSize is how many pending submissions may wait for the writer
+	// before Append blocks. Default 4096.
+	QueueSize int
+	// Writers is how many group-commit writer goroutines run. More than one
+	// lets one batch build while another waits for its fsync. Default 2.
+	Writers int
+	// AsyncCommit turns synchronous_commit off for appends. It exists only
+	// to price durability in benchmarks: an acknowledged append may then be
+	// lost in a crash. Never enable it in production.
+	AsyncCommit bool
+	// OnCommit, if set, is called after every group commit with the number
+	// of submissions and rows it wrote and how long it took; for metrics.
+	OnCommit func(submissions, rows int, took time.Duration)
+	// Now returns the current time; tests may pin it. Default time.Now.
+	Now func() time.Time
+}
+
+// WithDefaults returns c with zero fields replaced by their defaults.
+func (c *Config) WithDefaults() Config {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	if out.MaxBatchRows <= 0 {
+		out.MaxBatchRows = 2000
+	}
+	if out.QueueSize <= 0 {
+		out.QueueSize = 4096
+	}
+	if out.Writers <= 0 {
+		out.Writers = 2
+	}
+	if out.Now == nil {
+		out.Now = time.Now
+	}
+	return out
+}
+
+// Store is roomlog's PostgreSQL event store. It is safe for concurrent use.
+// Reads work right after New; appends need Start.
+type Store struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+	cfg    Config
+
+	queue chan *submission
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	stopCh  chan struct{}
+	wg      sync.WaitGroup
+}
+
+// New returns a Store over pool. logger may be nil to discard logs; cfg may
+// be nil for the defaults.
+func New(pool *pgxpool.Pool, logger *slog.Logger, cfg *Config) *Store {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := cfg.WithDefaults()
+	return &Store{
+		pool:   pool,
+		logger: logger.With("subsystem", "eventstore"),
+		cfg:    c,
+		queue:  make(chan *submission, c.QueueSize),
+		stopCh: make(chan struct{}),
+	}
+}
+
+// Pool returns the pool the store runs on, for wiring health checks.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Start launches the group-commit writers. It returns at once; the writers
+// run until Stop. Calling Start twice is an error.
+func (s *Store) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("eventstore: already started")
+	}
+	if s.stopped {
+		return errors.New("eventstore: stopped")
+	}
+	s.started = true
+	runCtx := context.WithoutCancel(ctx)
+	for range s.cfg.Writers {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.writeLoop(runCtx)
+		}()
+	}
+	return nil
+}
+
+// Stop stops intake and waits until every submission already queued has
+// been committed (or failed) and acknowledged. It is idempotent.
+func (s *Store) Stop() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return
+	}
+	s.stopped = true
+	close(s.stopCh)
+	s.mu.Unlock()
+	s.wg.Wait()
+	// Anything still queued after the writers exited (a race between a
+	// late Append and Stop) is failed, never silently dropped.
+	for {
+		select {
+		case sub := <-s.queue:
+			sub.finish(nil, domain.Errorf(domain.CodeUnavailable, "server is shutting down"))
+		default:
+			return
+		}
+	}
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// DurabilitySettings reports the server's fsync and synchronous_commit
+// settings, so the service can refuse to claim durability it does not have.
+func (s *Store) DurabilitySettings(ctx context.Context) (fsync, syncCommit string, err error) {
+	err = s.pool.QueryRow(ctx, "SELECT current_setting('fsync'), current_setting('synchronous_commit')").Scan(&fsync, &syncCommit)
+	if err != nil {
+		return "", "", classify("read durability settings", err)
+	}
+	return fsync, syncCommit, nil
+}
+
+// SchemaVersion returns the applied golang-migrate version and whether it is
+// dirty; version 0 means no migration has run.
+func (s *Store) SchemaVersion(ctx context.Context) (version int64, dirty bool, err error) {
+	err = s.pool.QueryRow(ctx, "SELECT version, dirty FROM schema_migrations LIMIT 1").Scan(&version, &dirty)
+	if err != nil {
+		return 0, false, classify("read schema version", err)
+	}
+	return version, dirty, nil
+}
+
+func (s *Store) now() time.Time {
+	// Postgres stores microseconds; truncate so the hashed time is the
+	// stored time.
+	return s.cfg.Now().UTC().Truncate(time.Microsecond)
+}
+
+var errStopped = domain.Errorf(domain.CodeUnavailable, "server is shutting down")

@@ -1,0 +1,120 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/roomlog/roomlog/domain"
+)
+
+// batchTimeout bounds one group commit, so a hung database turns into
+// CodeUnavailable errors instead of callers waiting forever.
+const batchTimeout = 15 * time.Second
+
+func (s *Store) writeLoop(ctx context.Context) {
+	for {
+		select {
+		case first := <-s.queue:
+			s.process(ctx, s.collect(first))
+		case <-s.stopCh:
+			// Flush what is already queued, then exit.
+			for {
+				select {
+				case first := <-s.queue:
+					s.process(ctx, s.collect(first))
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// collect drains queued submissions behind first, up to MaxBatchRows rows.
+func (s *Store) collect(first *submission) []*submission {
+	batch := []*submission{first}
+	rows := first.rows
+	for rows < s.cfg.MaxBatchRows {
+		select {
+		case sub := <-s.queue:
+			batch = append(batch, sub)
+			rows += sub.rows
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (s *Store) process(ctx context.Context, batch []*submission) {
+	live := batch[:0:0]
+	for _, sub := range batch {
+		if err := sub.ctx.Err(); err != nil {
+			// Not written: the caller gave up before the commit began.
+			sub.finish(nil, err)
+			continue
+		}
+		live = append(live, sub)
+	}
+	if len(live) == 0 {
+		return
+	}
+	err := s.commit(ctx, live)
+	if err == nil {
+		return
+	}
+	if len(live) > 1 && domain.ErrorCode(err) != domain.CodeUnavailable {
+		// Isolate a poisoned submission: retry each alone so that one bad
+		// event cannot fail its neighbours.
+		s.logger.WarnContext(ctx, "group commit failed; retrying submissions one by one", "submissions", len(live), "error", err)
+		for _, sub := range live {
+			if err := s.commit(ctx, []*submission{sub}); err != nil {
+				sub.finish(nil, err)
+			}
+		}
+		return
+	}
+	for _, sub := range live {
+		sub.finish(nil, err)
+	}
+}
+
+// commit writes subs in one transaction and finishes each of them on
+// success. On a fatal error it finishes nothing and returns the error.
+func (s *Store) commit(ctx context.Context, subs []*submission) error {
+	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
+	defer cancel()
+	start := time.Now()
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return classify("append: begin", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	results, subErrs, err := s.appendInTx(ctx, tx, subs, true)
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		// The outcome of a failed COMMIT is unknown (the connection may
+		// have died after the server committed): report unavailable, never
+		// success. Retrying with the same idempotency key is safe.
+		if errors.Is(err, pgx.ErrTxCommitRollback) {
+			return classify("append: commit", err)
+		}
+		return unavailable("append: commit", err)
+	}
+	if s.cfg.OnCommit != nil {
+		rows := 0
+		for _, sub := range subs {
+			rows += sub.rows
+		}
+		s.cfg.OnCommit(len(subs), rows, time.Since(start))
+	}
+	for i, sub := range subs {
+		sub.finish(results[i], subErrs[i])
+	}
+	return nil
+}
