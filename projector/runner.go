@@ -1,0 +1,290 @@
+package projector
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/roomlog/roomlog/domain"
+)
+
+// Source is the log as a Runner reads it. *eventstore.Store satisfies it.
+type Source interface {
+	// ReadTail returns up to limit events after pos in global order,
+	// skipping nothing that commits late. Safe for concurrent use.
+	ReadTail(ctx context.Context, after domain.Position, limit int) ([]domain.Delivery, error)
+	// TailStart returns a position from which every event that commits
+	// from now on will be read.
+	TailStart(ctx context.Context) (domain.Position, error)
+}
+
+// Checkpoints loads and saves consumer positions. *eventstore.Store
+// satisfies it.
+type Checkpoints interface {
+	// LoadCheckpoint returns the stored position and whether one exists.
+	LoadCheckpoint(ctx context.Context, name string) (domain.Position, bool, error)
+	// SaveCheckpoint stores pos as the consumer's position.
+	SaveCheckpoint(ctx context.Context, name string, pos domain.Position) error
+}
+
+// Handler consumes batches of events.
+type Handler interface {
+	// Handle processes batch, which is non-empty and in tail order; next
+	// is the position after the batch's last event. Returning an error
+	// makes the Runner retry the same batch after a backoff. Handle is
+	// called from one goroutine at a time. Cancelling ctx means the
+	// Runner is stopping.
+	Handle(ctx context.Context, batch []domain.Delivery, next domain.Position) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, batch []domain.Delivery, next domain.Position) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, batch []domain.Delivery, next domain.Position) error {
+	return f(ctx, batch, next)
+}
+
+// StartFrom says where a Runner without a stored checkpoint begins.
+type StartFrom int
+
+const (
+	// FromNow starts at the log's current end: only new events.
+	FromNow StartFrom = iota
+	// FromBeginning replays the whole log.
+	FromBeginning
+)
+
+// Config configures a Runner. Zero values mean the defaults.
+type Config struct {
+	// Name identifies the consumer and its checkpoint. Required.
+	Name string
+	// Source is the log. Required.
+	Source Source
+	// Handler consumes batches. Required.
+	Handler Handler
+	// Checkpoints, if set, is where the Runner loads its start position
+	// and, unless HandlerSavesCheckpoint, saves it after every batch.
+	// Without it the Runner starts according to Start and keeps its
+	// position only in memory (live fan-out does this).
+	Checkpoints Checkpoints
+	// HandlerSavesCheckpoint says the Handler commits the checkpoint
+	// itself, in the same transaction as its effects.
+	HandlerSavesCheckpoint bool
+	// Start applies when there is no stored checkpoint. Default FromNow.
+	Start StartFrom
+	// BatchSize is the most events read per batch. Default 500.
+	BatchSize int
+	// PollInterval is the fallback poll period; each wait is jittered
+	// ±25%. Default 250ms.
+	PollInterval time.Duration
+	// Logger receives the Runner's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 250 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("projector: Config.Name is required")
+	case c.Source == nil:
+		return errors.New("projector: Config.Source is required")
+	case c.Handler == nil:
+		return errors.New("projector: Config.Handler is required")
+	case c.HandlerSavesCheckpoint && c.Checkpoints == nil:
+		return errors.New("projector: Config.HandlerSavesCheckpoint needs Config.Checkpoints to load from")
+	}
+	return nil
+}
+
+// Runner follows the log for one consumer. Create it with New.
+type Runner struct {
+	cfg    Config
+	logger *slog.Logger
+	wake   chan struct{}
+
+	mu      sync.Mutex
+	pos     domain.Position
+	lastAt  time.Time
+	started bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// New validates cfg and returns a Runner that is not yet started.
+func New(cfg Config) (*Runner, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Runner{
+		cfg:    cfg,
+		logger: cfg.Logger.With("subsystem", "projector", "projection", cfg.Name),
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}, nil
+}
+
+// Name returns the consumer's name.
+func (r *Runner) Name() string { return r.cfg.Name }
+
+// Start loads the start position (returning its error, if any) and runs the
+// consume loop in the background until Stop.
+func (r *Runner) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return errors.New("projector: already started")
+	}
+	pos, err := r.startPosition(ctx)
+	if err != nil {
+		return err
+	}
+	r.pos = pos
+	r.started = true
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	go func() {
+		defer close(r.done)
+		r.loop(runCtx)
+	}()
+	return nil
+}
+
+func (r *Runner) startPosition(ctx context.Context) (domain.Position, error) {
+	if r.cfg.Checkpoints != nil {
+		pos, ok, err := r.cfg.Checkpoints.LoadCheckpoint(ctx, r.cfg.Name)
+		if err != nil {
+			return domain.Position{}, err
+		}
+		if ok {
+			return pos, nil
+		}
+	}
+	if r.cfg.Start == FromBeginning {
+		return domain.Position{}, nil
+	}
+	return r.cfg.Source.TailStart(ctx)
+}
+
+// Stop stops the loop and waits for it; a batch being handled is
+// cancelled through its context. Stop is idempotent; Stop before Start
+// does nothing.
+func (r *Runner) Stop() {
+	r.mu.Lock()
+	started, cancel := r.started, r.cancel
+	r.mu.Unlock()
+	if !started {
+		return
+	}
+	cancel()
+	<-r.done
+}
+
+// Wake makes the Runner read the tail now. It never blocks.
+func (r *Runner) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Position returns the position after the last handled event.
+func (r *Runner) Position() domain.Position {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pos
+}
+
+// LastEventAt returns the log time of the last handled event (zero if none).
+func (r *Runner) LastEventAt() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastAt
+}
+
+func (r *Runner) loop(ctx context.Context) {
+	backoff := time.Duration(0)
+	for {
+		n, err := r.step(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err != nil:
+			backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
+			r.logger.ErrorContext(ctx, "projection step failed; retrying", "error", err, "backoff", backoff)
+			if !sleep(ctx, backoff) {
+				return
+			}
+			continue
+		case n == r.cfg.BatchSize:
+			backoff = 0
+			continue // more is waiting: read again at once
+		}
+		backoff = 0
+		wait := jitter(r.cfg.PollInterval)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-r.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (r *Runner) step(ctx context.Context) (int, error) {
+	pos := r.Position()
+	batch, err := r.cfg.Source.ReadTail(ctx, pos, r.cfg.BatchSize)
+	if err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	next := batch[len(batch)-1].Position
+	if err := r.cfg.Handler.Handle(ctx, batch, next); err != nil {
+		return 0, err
+	}
+	if r.cfg.Checkpoints != nil && !r.cfg.HandlerSavesCheckpoint {
+		if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, r.cfg.Name, next); err != nil {
+			return 0, err
+		}
+	}
+	r.mu.Lock()
+	r.pos = next
+	r.lastAt = batch[len(batch)-1].OccurredAt
+	r.mu.Unlock()
+	return len(batch), nil
+}
+
+func jitter(d time.Duration) time.Duration {
+	q := d / 4
+	return d - q + rand.N(2*q+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
