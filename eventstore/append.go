@@ -381,12 +381,12 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 	now := s.now()
 	var (
 		evIDs, evRooms, evTypes, evPayloads, evProducers []string
-		evSeqs                                         []int64
-		evPrev, evHash                                 [][]byte
-		newKeyProducers, newKeyKeys, newKeyEvents      []string
-		newKeyHashes                                   [][]byte
-		replays                                        []slot
-		replayIDs                                      []string
+		evSeqs                                           []int64
+		evPrev, evHash                                   [][]byte
+		newKeyProducers, newKeyKeys, newKeyEvents        []string
+		newKeyHashes                                     [][]byte
+		replays                                          []slot
+		replayIDs                                        []string
 	)
 	for si, sub := range subs {
 		// Tentative state for this submission; merged only if accepted.

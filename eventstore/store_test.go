@@ -307,8 +307,8 @@ func TestIdempotency(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range []eventstore.AppendRequest{
-			keyed("k", `{"a":2}`, "user-1"),            // other payload
-			keyed("k", `{"a":1}`, "user-2"),            // other room
+			keyed("k", `{"a":2}`, "user-1"),           // other payload
+			keyed("k", `{"a":1}`, "user-2"),           // other room
 			keyed("k", `{"a":1}`, "user-1", "user-2"), // more rooms
 		} {
 			if _, err := s.Append(ctx, r); !errors.Is(err, domain.ErrConflict) {
