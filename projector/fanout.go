@@ -1,0 +1,41 @@
+package projector
+
+import (
+	"context"
+
+	"github.com/roomlog/roomlog/domain"
+)
+
+// FanoutName is the name of the live fan-out consumer.
+const FanoutName = "fanout"
+
+// Emitter pushes one logged event to the live subscribers of its room.
+// transport/socketio's Hub satisfies it.
+type Emitter interface {
+	// Emit delivers d to every local subscriber of d.Room. It must not
+	// block on slow subscribers (it drops them instead) and is called
+	// from one goroutine, in tail order, so each room's events arrive in
+	// seq order.
+	Emit(ctx context.Context, d domain.Delivery) error
+}
+
+// Fanout is the Handler that hands every client-visible event of the tail
+// to an Emitter. Internal events (membership bookkeeping) are skipped. Run
+// it without checkpoints, FromNow: each process fans out what commits while
+// it runs, and clients that were away catch up from the log.
+type Fanout struct {
+	Emitter Emitter
+}
+
+// Handle implements Handler.
+func (f Fanout) Handle(ctx context.Context, batch []domain.Delivery, _ domain.Position) error {
+	for _, d := range batch {
+		if spec, ok := domain.Lookup(d.Type); ok && spec.Internal {
+			continue
+		}
+		if err := f.Emitter.Emit(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
