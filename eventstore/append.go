@@ -208,7 +208,13 @@ func prepare(r AppendRequest) (prepared, error) {
 	if len(fields) > 0 {
 		return prepared{}, &domain.Error{Code: domain.CodeInvalid, Message: "invalid event", Fields: fields}
 	}
-	canon, err := canonicalJSON(compact.Bytes())
+	p := prepared{req: r, payload: compact.Bytes(), eventID: newEventID()}
+	if r.IdempotencyKey == "" {
+		return p, nil
+	}
+	// Only keyed appends need the content hash; canonicalising costs a
+	// decode and an encode.
+	canon, err := canonicalJSON(p.payload)
 	if err != nil {
 		return prepared{}, &domain.Error{Code: domain.CodeInvalid, Message: "invalid event", Fields: []domain.FieldError{{Field: "payload", Message: "not valid JSON"}}}
 	}
@@ -220,7 +226,8 @@ func prepare(r AppendRequest) (prepared, error) {
 		h.Write([]byte{0})
 	}
 	h.Write(canon)
-	return prepared{req: r, payload: compact.Bytes(), contentHash: h.Sum(nil), eventID: uuid.New()}, nil
+	p.contentHash = h.Sum(nil)
+	return p, nil
 }
 
 // canonicalJSON re-encodes v with sorted object keys, so that an idempotent
@@ -585,4 +592,15 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 		}
 	}
 	return results, subErrs, nil
+}
+
+// newEventID returns a UUIDv7: time-ordered, so the event_id index grows at
+// its right edge instead of taking random page writes (a random UUIDv4 cost
+// 40% of a batch insert in the append benchmark).
+func newEventID() uuid.UUID {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.New()
+	}
+	return id
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -25,6 +26,8 @@ type appendOptions struct {
 	Rate        int
 	BatchSize   int
 	AsyncCommit bool
+	Writers     int
+	Only        string
 }
 
 func recreateDatabase(ctx context.Context, adminURL, name string) error {
@@ -129,7 +132,7 @@ func runAppend(ctx context.Context, dbURL string, o appendOptions, out io.Writer
 		if async && !o.AsyncCommit {
 			continue
 		}
-		s := eventstore.New(pool, logger, &eventstore.Config{AsyncCommit: async})
+		s := eventstore.New(pool, logger, &eventstore.Config{AsyncCommit: async, Writers: o.Writers})
 		if err := s.Start(ctx); err != nil {
 			return err
 		}
@@ -176,6 +179,9 @@ func runAppend(ctx context.Context, dbURL string, o appendOptions, out io.Writer
 		batch int
 	}{{"single", 1}, {fmt.Sprintf("batch of %d", o.BatchSize), o.BatchSize}} {
 		for _, conc := range []int{1, 8, 64} {
+			if o.Only != "" && (!strings.HasPrefix(mode.name, o.Only) || conc != 64) {
+				continue
+			}
 			r := closedLoop(ctx, conc, o.Duration, ours(stores[false], mode.batch))
 			b := closedLoop(ctx, conc, o.Duration, raw(mode.batch))
 			ratio := r.rate() / b.rate()

@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string) error {
 		fs.IntVar(&o.Rooms, "rooms", 1000, "number of rooms events are spread over")
 		fs.IntVar(&o.Rate, "rate", 1000, "events/s for the open-loop latency run")
 		fs.IntVar(&o.BatchSize, "batch", 10, "events per batch in the batch rows")
+		fs.IntVar(&o.Writers, "writers", 0, "group-commit writers (0: the store's default)")
+		fs.StringVar(&o.Only, "only", "", "run only cells whose mode starts with this (e.g. batch)")
 		fs.BoolVar(&o.AsyncCommit, "async-commit", false, "also run with synchronous_commit off, to price durability")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
