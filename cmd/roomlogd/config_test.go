@@ -1,0 +1,68 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{
+		"ROOMLOG_FRONTEND_URL": "http://localhost:3000",
+		"ROOMLOG_JWT_SECRET":   strings.Repeat("s", 32),
+	}
+	env := func(over map[string]string) func(string) string {
+		return func(k string) string {
+			if v, ok := over[k]; ok {
+				return v
+			}
+			return base[k]
+		}
+	}
+	t.Run("Defaults", func(t *testing.T) {
+		t.Parallel()
+		c, err := LoadConfig(env(nil), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Addr != DefaultAddr || c.RecoveryWindow != 24*time.Hour || c.MaxPayloadBytes != 64<<10 || c.DatabaseURL != DefaultDatabaseURL || c.AuthCookie != "token" {
+			t.Fatalf("defaults: %+v", c)
+		}
+	})
+	t.Run("FlagsOverrideEnv", func(t *testing.T) {
+		t.Parallel()
+		c, err := LoadConfig(env(map[string]string{"ROOMLOG_ADDR": "127.0.0.1:1"}), []string{"-addr", "127.0.0.1:2"})
+		if err != nil || c.Addr != "127.0.0.1:2" {
+			t.Fatalf("%+v %v", c, err)
+		}
+	})
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+	}{
+		{"NoFrontend", map[string]string{"ROOMLOG_FRONTEND_URL": ""}, "ROOMLOG_FRONTEND_URL"},
+		{"FrontendWithPath", map[string]string{"ROOMLOG_FRONTEND_URL": "http://x/app"}, "ROOMLOG_FRONTEND_URL"},
+		{"NoJWT", map[string]string{"ROOMLOG_JWT_SECRET": ""}, "ROOMLOG_JWT_SECRET"},
+		{"ShortSecret", map[string]string{"ROOMLOG_JWT_SECRET": "short"}, "ROOMLOG_JWT_SECRET"},
+		{"MissingPEM", map[string]string{"ROOMLOG_JWT_PUBLIC_KEYS": "/nonexistent.pem"}, "ROOMLOG_JWT_PUBLIC_KEYS"},
+		{"BadAddr", map[string]string{"ROOMLOG_ADDR": "nope"}, "ROOMLOG_ADDR"},
+		{"BadDB", map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL"},
+		{"BadWindow", map[string]string{"ROOMLOG_RECOVERY_WINDOW": "soon"}, "ROOMLOG_RECOVERY_WINDOW"},
+		{"TinyWindow", map[string]string{"ROOMLOG_RECOVERY_WINDOW": "1ms"}, "ROOMLOG_RECOVERY_WINDOW"},
+		{"BadPayload", map[string]string{"ROOMLOG_MAX_PAYLOAD_BYTES": "lots"}, "ROOMLOG_MAX_PAYLOAD_BYTES"},
+		{"HugePayload", map[string]string{"ROOMLOG_MAX_PAYLOAD_BYTES": "999999999"}, "ROOMLOG_MAX_PAYLOAD_BYTES"},
+		{"BadLevel", map[string]string{"ROOMLOG_LOG_LEVEL": "loud"}, "ROOMLOG_LOG_LEVEL"},
+		{"BadBool", map[string]string{"ROOMLOG_ALLOW_FSYNC_OFF": "maybe"}, "ROOMLOG_ALLOW_FSYNC_OFF"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := LoadConfig(env(tt.env), nil)
+			if err == nil || !strings.Contains(err.Error(), tt.wantVar) {
+				t.Fatalf("err = %v, want it to name %s", err, tt.wantVar)
+			}
+		})
+	}
+}
