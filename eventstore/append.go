@@ -17,6 +17,10 @@ import (
 	"github.com/roomlog/roomlog/domain"
 )
 
+// MaxSubmissionRows caps the rows (events × their rooms) one AppendBatch
+// may write: 1,000 events of 64 rooms each.
+const MaxSubmissionRows = 64000
+
 // MaxIdempotencyKeyLen bounds an idempotency key.
 const MaxIdempotencyKeyLen = 200
 
@@ -171,8 +175,8 @@ func (s *Store) newSubmission(ctx context.Context, reqs []AppendRequest) (*submi
 		sub.reqs[i] = p
 		sub.rows += len(r.Rooms)
 	}
-	if sub.rows > s.cfg.MaxBatchRows {
-		return nil, domain.Errorf(domain.CodeInvalid, "batch targets %d rooms in all; the limit is %d", sub.rows, s.cfg.MaxBatchRows)
+	if sub.rows > MaxSubmissionRows {
+		return nil, domain.Errorf(domain.CodeInvalid, "batch targets %d rooms in all; the limit is %d", sub.rows, MaxSubmissionRows)
 	}
 	return sub, nil
 }
@@ -204,6 +208,9 @@ func prepare(r AppendRequest) (prepared, error) {
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, r.Payload); err != nil {
 		fields = append(fields, domain.FieldError{Field: "payload", Message: "not valid JSON"})
+	} else if hasNULEscape(compact.Bytes()) {
+		// PostgreSQL's jsonb (used by the audit index) cannot hold U+0000.
+		fields = append(fields, domain.FieldError{Field: "payload", Message: `\u0000 is not allowed`})
 	}
 	if len(fields) > 0 {
 		return prepared{}, &domain.Error{Code: domain.CodeInvalid, Message: "invalid event", Fields: fields}
@@ -243,12 +250,23 @@ func canonicalJSON(b []byte) ([]byte, error) {
 	return json.Marshal(v)
 }
 
+// lockBuckets is how many advisory locks rooms (and, separately,
+// idempotency keys) hash into. Bucketing bounds the locks one transaction
+// holds, so that a batch spanning thousands of rooms cannot exhaust
+// PostgreSQL's shared lock table (max_locks_per_transaction ×
+// max_connections). Two rooms in one bucket merely serialise their writers;
+// the per-room ordering argument (lock before the transaction id) holds for
+// a bucket exactly as for a room.
+const lockBuckets = 512
+
+// lockKey returns the advisory lock key of name's bucket in its kind's
+// key space.
 func lockKey(kind, name string) int64 {
 	h := fnv.New64a()
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
 	h.Write([]byte(name))
-	return int64(h.Sum64())
+	ns := fnv.New32a()
+	ns.Write([]byte(kind))
+	return int64(ns.Sum32())<<32 | int64(h.Sum64()%lockBuckets)
 }
 
 type idemKey struct{ producer, key string }
@@ -603,4 +621,19 @@ func newEventID() uuid.UUID {
 		return uuid.New()
 	}
 	return id
+}
+
+// hasNULEscape reports whether the JSON text b contains the escape \u0000
+// (an escaped backslash followed by "u0000" does not count).
+func hasNULEscape(b []byte) bool {
+	for i := 0; i+5 < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if b[i+1] == 'u' && string(b[i+2:i+6]) == "0000" {
+			return true
+		}
+		i++ // skip the escaped character
+	}
+	return false
 }

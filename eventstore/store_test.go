@@ -165,6 +165,7 @@ func TestAppend(t *testing.T) {
 			{"DuplicateRoom", req("x-a", `{}`, "user-1", "user-1")},
 			{"BadJSON", req("x-a", `{`, "user-1")},
 			{"NoType", req("", `{}`, "user-1")},
+			{"NULEscape", req("x-a", `{"a":"x\u0000"}`, "user-1")},
 			{"NoProducer", eventstore.AppendRequest{Type: "x-a", Rooms: []domain.Room{"user-1"}, Payload: json.RawMessage(`{}`)}},
 		}
 		for _, tt := range tests {
@@ -172,6 +173,10 @@ func TestAppend(t *testing.T) {
 			if !errors.Is(err, domain.ErrInvalid) {
 				t.Errorf("%s: err = %v, want invalid", tt.name, err)
 			}
+		}
+		// An escaped backslash before "u0000" is ordinary text.
+		if _, err := s.Append(ctx, req("x-a", `{"a":"\\u0000"}`, "user-1")); err != nil {
+			t.Errorf("escaped backslash: %v", err)
 		}
 	})
 

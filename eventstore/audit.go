@@ -1,0 +1,295 @@
+package eventstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/roomlog/roomlog/domain"
+)
+
+// DefaultAuditTimeout is the statement timeout of an audit query whose
+// AuditQuery.Timeout is zero.
+const DefaultAuditTimeout = 10 * time.Second
+
+// MaxAuditTypes is the most event types one audit filter may name.
+const MaxAuditTypes = 32
+
+// MaxContainsBytes bounds AuditFilter.Contains.
+const MaxContainsBytes = 4 << 10
+
+// AuditFilter selects events for an audit query. Every zero field matches
+// everything; the fields that are set must all match.
+type AuditFilter struct {
+	// Room, if set, keeps only the room's deliveries.
+	Room domain.Room
+	// Types, if set, keeps only events of these types (at most
+	// MaxAuditTypes).
+	Types []string
+	// Producer, if set, keeps only events published under this name.
+	Producer string
+	// EventID, if set, keeps only the deliveries of this event (a UUID).
+	EventID string
+	// From, if set, keeps events the log accepted at or after it.
+	From time.Time
+	// To, if set, keeps events the log accepted before it.
+	To time.Time
+	// Contains, if set, is a JSON object that the payload must contain in
+	// the sense of PostgreSQL's jsonb @> operator: {"requestId":"r1"}
+	// matches every payload whose top-level requestId is "r1". At most
+	// MaxContainsBytes.
+	Contains json.RawMessage
+}
+
+// AuditQuery is one page of an audit query in the log's global order.
+type AuditQuery struct {
+	// Filter selects the events.
+	Filter AuditFilter
+	// After, if set, continues a previous page: the page starts after this
+	// position (before it when Desc).
+	After *domain.Position
+	// Desc reads newest first.
+	Desc bool
+	// Limit is the page size, 1 to MaxReadLimit; 0 means MaxReadLimit.
+	Limit int
+	// Horizon, if non-zero, keeps only rows whose transaction id is below
+	// it. An export takes one Horizon from AuditHorizon and passes it to
+	// every page, so that it reads one fixed, closed set of rows and ends
+	// even while appends continue.
+	Horizon uint64
+	// Timeout is the statement timeout of the query; 0 means
+	// DefaultAuditTimeout. A query that runs longer fails with
+	// domain.CodeUnavailable ("query timed out").
+	Timeout time.Duration
+}
+
+// AuditPage is one page of an audit query.
+type AuditPage struct {
+	// Events are the matching deliveries in (txid, id) order, ascending or
+	// descending as the query asked.
+	Events []domain.Delivery
+	// More reports whether more matching rows exist after the page (at the
+	// time of the read).
+	More bool
+}
+
+func (q AuditQuery) validate() error {
+	var fields []domain.FieldError
+	add := func(field, msg string) { fields = append(fields, domain.FieldError{Field: field, Message: msg}) }
+	f := q.Filter
+	if f.Room != "" {
+		if _, err := domain.ParseRoom(string(f.Room)); err != nil {
+			add("room", "not a valid room name")
+		}
+	}
+	if len(f.Types) > MaxAuditTypes {
+		add("type", fmt.Sprintf("at most %d types", MaxAuditTypes))
+	}
+	if f.EventID != "" {
+		if _, err := uuid.Parse(f.EventID); err != nil {
+			add("eventId", "not a UUID")
+		}
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		add("to", "must be after from")
+	}
+	if len(f.Contains) > 0 {
+		c := bytes.TrimSpace(f.Contains)
+		switch {
+		case len(c) > MaxContainsBytes:
+			add("contains", fmt.Sprintf("at most %d bytes", MaxContainsBytes))
+		case len(c) == 0 || c[0] != '{' || !json.Valid(c):
+			add("contains", "must be a JSON object")
+		}
+	}
+	if q.Limit < 0 || q.Limit > MaxReadLimit {
+		add("limit", fmt.Sprintf("must be 1 to %d", MaxReadLimit))
+	}
+	if q.Timeout < 0 {
+		add("timeout", "must not be negative")
+	}
+	if len(fields) > 0 {
+		return &domain.Error{Code: domain.CodeInvalid, Message: "invalid audit query", Fields: fields}
+	}
+	return nil
+}
+
+// auditSQL builds the statement and its arguments. Every value the caller
+// chose is a bound parameter; the only text that varies is chosen from fixed
+// fragments below, so no input can reach the SQL text.
+func (q AuditQuery) auditSQL(limit int) (string, []any) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	// The tail rule (see ReadTail): only rows whose transaction is older
+	// than every running transaction. That set never gains a member, so a
+	// cursor that advances through it never skips a late-committing row.
+	where = append(where, "e.txid < pg_snapshot_xmin(pg_current_snapshot())")
+	if q.Horizon != 0 {
+		where = append(where, "e.txid < "+arg(strconv.FormatUint(q.Horizon, 10))+"::text::xid8")
+	}
+	if q.After != nil {
+		op := ">"
+		if q.Desc {
+			op = "<"
+		}
+		where = append(where, fmt.Sprintf("(e.txid, e.id) %s (%s::text::xid8, %s::int8)",
+			op, arg(strconv.FormatUint(q.After.Txid, 10)), arg(q.After.ID)))
+	}
+	f := q.Filter
+	if f.Room != "" {
+		where = append(where, "e.room = "+arg(string(f.Room)))
+	}
+	if len(f.Types) == 1 {
+		where = append(where, "e.type = "+arg(f.Types[0]))
+	} else if len(f.Types) > 1 {
+		where = append(where, "e.type = ANY("+arg(f.Types)+"::text[])")
+	}
+	if f.Producer != "" {
+		where = append(where, "e.producer = "+arg(f.Producer))
+	}
+	if f.EventID != "" {
+		where = append(where, "e.event_id = "+arg(f.EventID)+"::uuid")
+	}
+	if !f.From.IsZero() {
+		where = append(where, "e.created_at >= "+arg(f.From))
+	}
+	if !f.To.IsZero() {
+		where = append(where, "e.created_at < "+arg(f.To))
+	}
+	if len(bytes.TrimSpace(f.Contains)) > 0 {
+		// The expression must stay exactly (e.payload::jsonb) to use the
+		// GIN index of migration 0004.
+		where = append(where, "(e.payload::jsonb) @> "+arg(string(f.Contains))+"::jsonb")
+	}
+	order := "ORDER BY e.txid, e.id"
+	if q.Desc {
+		order = "ORDER BY e.txid DESC, e.id DESC"
+	}
+	sql := "SELECT " + deliveryColumns + " FROM events e WHERE " + strings.Join(where, " AND ") +
+		" " + order + " LIMIT " + arg(limit)
+	return sql, args
+}
+
+// Audit returns one page of the events that match q.Filter, in the log's
+// global order (txid, id), reading only rows whose transaction is older
+// than every running transaction, exactly like ReadTail: a client that
+// pages with the last event's Position as the next After never skips a
+// row, however late its transaction commits. The query runs read-only
+// under a statement timeout (q.Timeout).
+//
+// Errors carry domain codes: CodeInvalid for a malformed query,
+// CodeUnavailable when the database is down or the statement timed out.
+func (s *Store) Audit(ctx context.Context, q AuditQuery) (AuditPage, error) {
+	if err := q.validate(); err != nil {
+		return AuditPage{}, err
+	}
+	limit := clampLimit(q.Limit)
+	sql, args := q.auditSQL(limit + 1)
+	var page AuditPage
+	err := s.readOnly(ctx, q.Timeout, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if len(page.Events) == limit {
+				page.More = true
+				break
+			}
+			d, err := scanDelivery(rows)
+			if err != nil {
+				return err
+			}
+			page.Events = append(page.Events, d)
+		}
+		rows.Close()
+		return rows.Err()
+	})
+	if err != nil {
+		return AuditPage{}, classify("audit", err)
+	}
+	return page, nil
+}
+
+// AuditHorizon returns the current tail horizon: every row whose
+// transaction id is below it has committed (or never will), and no row
+// below it can appear later. Pass it as AuditQuery.Horizon to every page
+// of an export so that the export reads one fixed set of rows.
+func (s *Store) AuditHorizon(ctx context.Context) (uint64, error) {
+	var xmin string
+	if err := s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text").Scan(&xmin); err != nil {
+		return 0, classify("audit horizon", err)
+	}
+	x, err := strconv.ParseUint(xmin, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("audit horizon: parse xmin %q: %w", xmin, err)
+	}
+	return x, nil
+}
+
+// readOnly runs fn in a read-only transaction whose statements time out
+// after timeout (0: DefaultAuditTimeout).
+func (s *Store) readOnly(ctx context.Context, timeout time.Duration, fn func(pgx.Tx) error) error {
+	if timeout <= 0 {
+		timeout = DefaultAuditTimeout
+	}
+	ms := max(timeout.Milliseconds(), 1)
+	// BEGIN and SET LOCAL travel in one simple-protocol round trip. The
+	// timeout is an integer formatted here, never caller text.
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{
+		BeginQuery: "BEGIN READ ONLY; SET LOCAL statement_timeout = " + strconv.FormatInt(ms, 10),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// MemberRooms returns those of rooms whose membership lists userID, in the
+// order given, from one query. It checks read access to many shared rooms
+// at once (multi-room catch-up); IsMember checks one.
+func (s *Store) MemberRooms(ctx context.Context, userID string, rooms []domain.Room) ([]domain.Room, error) {
+	if len(rooms) == 0 {
+		return nil, nil
+	}
+	names := make([]string, len(rooms))
+	for i, r := range rooms {
+		names[i] = string(r)
+	}
+	rows, err := s.pool.Query(ctx, "SELECT room FROM room_members WHERE user_id = $1 AND room = ANY($2::text[])", userID, names)
+	if err != nil {
+		return nil, classify("member rooms", err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, classify("member rooms", err)
+	}
+	member := make(map[domain.Room]bool, len(got))
+	for _, r := range got {
+		member[domain.Room(r)] = true
+	}
+	var out []domain.Room
+	for _, r := range rooms {
+		if member[r] {
+			out = append(out, r)
+			member[r] = false // a room named twice is returned once
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS events_type_tail;
+DROP INDEX IF EXISTS events_payload_jsonb;
