@@ -223,21 +223,53 @@ func (s *Store) Audit(ctx context.Context, q AuditQuery) (AuditPage, error) {
 	return page, nil
 }
 
-// AuditHorizon returns the current tail horizon: every row whose
-// transaction id is below it has committed (or never will), and no row
-// below it can appear later. Pass it as AuditQuery.Horizon to every page
-// of an export so that the export reads one fixed set of rows.
+// AuditHorizon returns a fixed horizon for a read of "everything committed
+// so far": every row committed before the call has a transaction id below
+// it, and no row below it can appear later. It takes the current snapshot's
+// xmax and waits, polling and bounded by ctx, until every transaction below
+// that xmax has ended (a long transaction elsewhere in the cluster makes it
+// wait). Pass it as AuditQuery.Horizon to every page of an export, or use
+// it to stop a tail read at a consistent end.
+//
+// The wait is bounded by HorizonMaxWait: if older transactions are still
+// running then, the horizon is the oldest of them, so the read stays
+// consistent and simply ends before their rows (a later read finds them).
 func (s *Store) AuditHorizon(ctx context.Context) (uint64, error) {
-	var xmin string
-	if err := s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text").Scan(&xmin); err != nil {
+	var xmax, xmin string
+	if err := s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text").Scan(&xmax); err != nil {
 		return 0, classify("audit horizon", err)
 	}
-	x, err := strconv.ParseUint(xmin, 10, 64)
+	h, err := strconv.ParseUint(xmax, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("audit horizon: parse xmin %q: %w", xmin, err)
+		return 0, fmt.Errorf("audit horizon: parse xmax %q: %w", xmax, err)
 	}
-	return x, nil
+	wait := 2 * time.Millisecond
+	deadline := time.Now().Add(HorizonMaxWait)
+	for {
+		if err := s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text").Scan(&xmin); err != nil {
+			return 0, classify("audit horizon", err)
+		}
+		x, err := strconv.ParseUint(xmin, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("audit horizon: parse xmin %q: %w", xmin, err)
+		}
+		if x >= h {
+			return h, nil
+		}
+		if time.Now().After(deadline) {
+			return x, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("audit horizon: waiting for transactions older than %d: %w", h, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }
+
+// HorizonMaxWait bounds how long AuditHorizon waits for older transactions.
+const HorizonMaxWait = 2 * time.Second
 
 // readOnly runs fn in a read-only transaction whose statements time out
 // after timeout (0: DefaultAuditTimeout).

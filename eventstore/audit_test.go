@@ -213,9 +213,9 @@ func TestAudit(t *testing.T) {
 		pool := eventstoretest.New(t)
 		s := newStore(t, pool, nil)
 		err := s.ApplyMembership(ctx, "m", []eventstore.MembershipChange{
-			{MembershipChange: domain.MembershipChange{Room: "chat-a", UserID: "u1", Added: true}},
-			{MembershipChange: domain.MembershipChange{Room: "chat-b", UserID: "u2", Added: true}},
-			{MembershipChange: domain.MembershipChange{Room: "request-r", UserID: "u1", Added: true}},
+			{MembershipChange: domain.MembershipChange{Room: "chat-a", UserID: "u1", Added: true}, Position: domain.Position{Txid: 1, ID: 1}},
+			{MembershipChange: domain.MembershipChange{Room: "chat-b", UserID: "u2", Added: true}, Position: domain.Position{Txid: 1, ID: 1}},
+			{MembershipChange: domain.MembershipChange{Room: "request-r", UserID: "u1", Added: true}, Position: domain.Position{Txid: 1, ID: 1}},
 		}, domain.Position{Txid: 1, ID: 1})
 		if err != nil {
 			t.Fatal(err)

@@ -16,13 +16,18 @@ type MembershipChange struct {
 	Position domain.Position
 }
 
-// ApplyMembership applies changes in order and saves checkpoint name at
-// next, in one transaction: a crash never applies a batch twice or skips
-// one.
+// ApplyMembership applies changes, which must be in log order, and advances
+// checkpoint name to next, in one transaction that locks the checkpoint:
+// changes at or before the stored checkpoint are skipped, so a crash, a
+// redelivered batch or a second process running the same projection never
+// applies a change twice or moves the checkpoint backwards.
 func (s *Store) ApplyMembership(ctx context.Context, name string, changes []MembershipChange, next domain.Position) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return s.inProjection(ctx, name, []string{MembershipTable}, next, func(tx pgx.Tx, done domain.Position) error {
 		b := &pgx.Batch{}
 		for _, c := range changes {
+			if !done.Less(c.Position) {
+				continue
+			}
 			if c.Added {
 				b.Queue(`INSERT INTO room_members (room, user_id, since_txid, since_row) VALUES ($1, $2, $3::text::xid8, $4)
 					ON CONFLICT (room, user_id) DO NOTHING`,
@@ -31,12 +36,13 @@ func (s *Store) ApplyMembership(ctx context.Context, name string, changes []Memb
 				b.Queue(`DELETE FROM room_members WHERE room = $1 AND user_id = $2`, string(c.Room), c.UserID)
 			}
 		}
-		if b.Len() > 0 {
-			if err := tx.SendBatch(ctx, b).Close(); err != nil {
-				return classify("apply membership", err)
-			}
+		if b.Len() == 0 {
+			return nil
 		}
-		return s.SaveCheckpointTx(ctx, tx, name, next)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return classify("apply membership", err)
+		}
+		return nil
 	})
 }
 

@@ -220,6 +220,11 @@ func (r *Runner) LastEventAt() time.Time {
 
 func (r *Runner) loop(ctx context.Context) {
 	backoff := time.Duration(0)
+	// After a wake-up, the notified rows may not be readable yet: the tail
+	// reads only below the oldest running transaction in the whole
+	// cluster. So a wake is followed by quick re-reads with growing
+	// delays (5ms, 10ms, … up to PollInterval) instead of one read.
+	var recheck time.Duration
 	for {
 		n, err := r.step(ctx)
 		if ctx.Err() != nil {
@@ -239,12 +244,20 @@ func (r *Runner) loop(ctx context.Context) {
 		}
 		backoff = 0
 		wait := jitter(r.cfg.PollInterval)
+		if recheck > 0 {
+			wait = min(recheck, wait)
+			recheck *= 2
+			if recheck >= r.cfg.PollInterval {
+				recheck = 0
+			}
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-r.wake:
+			recheck = 5 * time.Millisecond
 		case <-t.C:
 		}
 		t.Stop()

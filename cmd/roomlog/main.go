@@ -12,6 +12,7 @@
 //	roomlog query [-room R] [-event T] [-producer P] [-event-id ID] [-since T] [-until T] [-contains JSON] [-format ndjson|csv]
 //	roomlog verify [-room R | -all]
 //	roomlog token -user ID [-roles buyer,seller] [-ttl 1h]
+//	roomlog project status [-json] | roomlog project rebuild NAME
 package main
 
 import (
@@ -46,6 +47,7 @@ commands:
   query                    audit query (filters), NDJSON or CSV out
   verify                   check a room's (or every room's) hash chain
   token                    mint a development JWT (HS256, ROOMLOG_JWT_SECRET)
+  project status|rebuild   read-model projections: lag per projection, or rebuild one from zero
 
 DATABASE_URL selects the database (default: the local development server).
 Run 'roomlog <command> -h' for a command's flags.
@@ -63,6 +65,7 @@ func run(ctx context.Context, args []string, e env) int {
 		"query":   cmdQuery,
 		"verify":  cmdVerify,
 		"token":   cmdToken,
+		"project": cmdProject,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -93,6 +93,14 @@ func cmdTail(ctx context.Context, args []string, e env) error {
 		}
 	}
 
+	if !*follow {
+		// Stop at a consistent end: wait until every transaction that
+		// might hold an event committed before now has finished, so the
+		// tail below includes all of them.
+		if _, err := s.AuditHorizon(ctx); err != nil {
+			return err
+		}
+	}
 	var pos domain.Position
 	if !*fromBeginning {
 		if pos, err = s.TailStart(ctx); err != nil {
