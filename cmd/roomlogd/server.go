@@ -1,0 +1,326 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/roomlog/roomlog/domain"
+	"github.com/roomlog/roomlog/eventstore"
+	"github.com/roomlog/roomlog/projector"
+	"github.com/roomlog/roomlog/transport/auth"
+	httpapi "github.com/roomlog/roomlog/transport/http"
+	"github.com/roomlog/roomlog/transport/socketio"
+)
+
+// Compile-time checks that the real types satisfy the consumer-side
+// interfaces they are wired into.
+var (
+	_ projector.Emitter     = (*socketio.Hub)(nil)
+	_ projector.Source      = (*eventstore.Store)(nil)
+	_ projector.Checkpoints = (*eventstore.Store)(nil)
+	_ httpapi.Store         = (*eventstore.Store)(nil)
+)
+
+// Main is the wired server. Run starts it; Close stops it in reverse order.
+// Tests drive the real wiring through it.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+
+	pool     *pgxpool.Pool
+	store    *eventstore.Store
+	hub      *socketio.Hub
+	registry *projector.Registry
+	fanout   *projector.Runner
+	server   *http.Server
+	listener net.Listener
+
+	listenCancel context.CancelFunc
+	bg           sync.WaitGroup
+	closeOnce    sync.Once
+	closeErr     error
+}
+
+// NewMain returns a Main that logs to w.
+func NewMain(cfg Config, w io.Writer) *Main {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return &Main{Config: cfg, Logger: slog.New(h)}
+}
+
+// Addr returns the address the server listens on (useful with port 0).
+func (m *Main) Addr() string {
+	if m.listener == nil {
+		return ""
+	}
+	return m.listener.Addr().String()
+}
+
+// Run connects, migrates, starts every component and begins serving. It
+// returns once the server listens; errors that prevent starting are
+// returned, and the caller should then call Close.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	log := m.Logger
+	if cfg.NodeID == "" {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		host, _ := os.Hostname()
+		cfg.NodeID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+		m.Config.NodeID = cfg.NodeID
+	}
+
+	if err := ensureDatabase(ctx, cfg.DatabaseURL, log); err != nil {
+		return err
+	}
+	if err := eventstore.MigrateUp(cfg.DatabaseURL); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	poolCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	poolCfg.MaxConns = int32(cfg.DBMaxConns)
+	poolCfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	// A transaction left idle holds back every tail in the cluster; never
+	// let one of ours do that for long.
+	poolCfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "30000"
+	if m.pool, err = pgxpool.NewWithConfig(ctx, poolCfg); err != nil {
+		return fmt.Errorf("database pool: %w", err)
+	}
+	m.store = eventstore.New(m.pool, log, nil)
+	if fsync, _, err := m.store.DurabilitySettings(ctx); err != nil {
+		return err
+	} else if fsync != "on" && !cfg.AllowUnsafeFsync {
+		return fmt.Errorf("the database runs with fsync=%s, so acknowledged events could be lost in a crash; fix the server or set ROOMLOG_ALLOW_FSYNC_OFF=true", fsync)
+	}
+	if err := m.store.Start(ctx); err != nil {
+		return err
+	}
+
+	verifier, err := newVerifier(cfg)
+	if err != nil {
+		return err
+	}
+	users := httpapi.JWTAuthenticator{Verifier: verifier, CookieName: cfg.AuthCookie}
+	producers, err := auth.ParseAPIKeys(cfg.APIKeys)
+	if err != nil {
+		return fmt.Errorf("ROOMLOG_API_KEYS: %w", err)
+	}
+	if producers.Len() == 0 {
+		log.Warn("ROOMLOG_API_KEYS is empty: nobody can publish")
+	}
+
+	m.hub, err = socketio.NewHub(socketio.HubParams{
+		Auth:     users,
+		Rooms:    m.store,
+		Presence: m.store,
+		Volatile: m.store,
+		Logger:   log,
+		Config: socketio.Config{
+			FrontendOrigin:  cfg.FrontendURL,
+			CookieName:      cfg.AuthCookie,
+			PresenceTTL:     cfg.PresenceTTL,
+			NodeID:          cfg.NodeID,
+			MaxPayloadBytes: cfg.MaxPayloadBytes,
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	// Read models (membership, unread counts, entity index) each run as a
+	// checkpointed projection; live fan-out runs from now, uncheckpointed.
+	m.registry, err = projector.NewRegistry(projector.RegistryConfig{Store: m.store, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := m.registry.Start(ctx); err != nil {
+		return fmt.Errorf("start projections: %w", err)
+	}
+	fanout, err := projector.New(projector.Config{
+		Name: projector.FanoutName, Source: m.store, Start: projector.FromNow,
+		Handler: projector.Fanout{Emitter: m.hub}, Logger: log, PollInterval: 100 * time.Millisecond,
+	})
+	if err != nil {
+		return err
+	}
+	if err := fanout.Start(ctx); err != nil {
+		return fmt.Errorf("start fan-out: %w", err)
+	}
+	m.fanout = fanout
+	listenCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.listenCancel = cancel
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		m.store.Listen(listenCtx, func() {
+			m.fanout.Wake()
+			m.registry.Wake()
+		})
+	}()
+	if err := m.hub.Start(ctx); err != nil {
+		return err
+	}
+
+	latest, err := eventstore.LatestMigration()
+	if err != nil {
+		return err
+	}
+	api, err := httpapi.NewServer(httpapi.Params{
+		Store:     m.store,
+		Users:     users,
+		Producers: producers,
+		Presence:  m.store,
+		Logger:    log,
+		Config:    &httpapi.Config{MaxPayloadBytes: cfg.MaxPayloadBytes},
+		SocketIO:  m.hub.Handler(),
+		Ready: func(ctx context.Context) error {
+			if err := m.store.Ping(ctx); err != nil {
+				return err
+			}
+			v, dirty, err := m.store.SchemaVersion(ctx)
+			if err != nil {
+				return err
+			}
+			if dirty || uint(v) != latest {
+				return domain.Errorf(domain.CodeUnavailable, "schema version %d, want %d", v, latest)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	m.listener, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ROOMLOG_ADDR: %w", err)
+	}
+	m.server = &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		if err := m.server.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "error", err)
+		}
+	}()
+	log.Info("roomlogd listening", "addr", "http://"+m.Addr(), "node", cfg.NodeID, "socketio", "/socket.io/", "frontend_origin", cfg.FrontendURL)
+	return nil
+}
+
+// Close shuts down in reverse order of start: stop accepting requests and
+// wait for those in flight (their appends complete), close sockets (their
+// users go offline through the log), stop the consumers, flush the writer,
+// close the pool. It is idempotent and bounded by ShutdownTimeout.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+		defer cancel()
+		var errs []error
+		if m.server != nil {
+			if err := m.server.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			}
+		}
+		if m.hub != nil {
+			m.hub.Stop(ctx)
+		}
+		if m.fanout != nil {
+			m.fanout.Stop()
+		}
+		if m.registry != nil {
+			m.registry.Stop()
+		}
+		if m.store != nil {
+			m.store.Stop()
+		}
+		if m.listenCancel != nil {
+			m.listenCancel()
+		}
+		m.bg.Wait()
+		if m.pool != nil {
+			m.pool.Close()
+		}
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}
+
+func newVerifier(cfg Config) (*auth.Verifier, error) {
+	ac := auth.Config{UserIDClaim: cfg.JWTUserClaim, RolesClaim: cfg.JWTRolesClaim, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
+	if cfg.JWTSecret != "" {
+		ac.HSSecret = []byte(cfg.JWTSecret)
+	}
+	if cfg.JWTPublicKeys != "" {
+		pem, err := os.ReadFile(cfg.JWTPublicKeys)
+		if err != nil {
+			return nil, fmt.Errorf("ROOMLOG_JWT_PUBLIC_KEYS: %w", err)
+		}
+		ac.PublicKeysPEM = pem
+	}
+	v, err := auth.NewVerifier(ac)
+	if err != nil {
+		return nil, fmt.Errorf("JWT configuration: %w", err)
+	}
+	return v, nil
+}
+
+// ensureDatabase creates the database DATABASE_URL names if the server
+// says it does not exist (SQLSTATE 3D000).
+func ensureDatabase(ctx context.Context, dbURL string, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err == nil {
+		return conn.Close(ctx)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "3D000" {
+		return fmt.Errorf("connect to DATABASE_URL: %w", err)
+	}
+	u, perr := url.Parse(dbURL)
+	if perr != nil {
+		return fmt.Errorf("DATABASE_URL: %w", perr)
+	}
+	name := u.Path[1:]
+	admin := *u
+	admin.Path = "/postgres"
+	ac, err := pgx.Connect(ctx, admin.String())
+	if err != nil {
+		return fmt.Errorf("connect to create database %q: %w", name, err)
+	}
+	defer ac.Close(ctx)
+	if _, err := ac.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		var e *pgconn.PgError
+		if !errors.As(err, &e) || e.Code != "42P04" { // duplicate_database: someone else made it
+			return fmt.Errorf("create database %q: %w", name, err)
+		}
+	}
+	log.Info("created database", "name", name)
+	return nil
+}
