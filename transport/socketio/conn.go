@@ -1,0 +1,365 @@
+package socketio
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/servers/engine/v3/transports"
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+
+	"github.com/roomlog/roomlog/domain"
+	"github.com/roomlog/roomlog/eventstore"
+)
+
+// conn is the Hub's state for one socket.
+type conn struct {
+	h    *Hub
+	sock *socket.Socket
+	id   string
+	p    domain.Principal
+	out  *outbox
+
+	// ctx ends when the socket disconnects.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// drained is signalled when the transport has taken everything
+	// written to it (see watchTransport).
+	drained chan struct{}
+	// dropReason is set once when the Hub disconnects the socket itself.
+	dropReason atomic.Pointer[string]
+	// gone is set once the Hub has forgotten the socket.
+	gone atomic.Bool
+
+	// mu guards rooms and closed. Lock order: conn.mu before Hub.mu.
+	mu     sync.Mutex
+	rooms  map[domain.Room]*roomState
+	closed bool
+
+	// pmu serialises presence work for the socket; online says whether
+	// its presence session is registered.
+	pmu    sync.Mutex
+	online bool
+}
+
+// roomState is one room of one socket.
+type roomState struct {
+	// lastSeq is the last seq delivered (live or replayed); live events
+	// at or below it are duplicates and skipped.
+	lastSeq int64
+	// catchingUp is true while subscribe replays the room; live events
+	// then wait in pending and are handed over after the replay.
+	catchingUp bool
+	pending    []pendingFrame
+	// overflowed says live events were dropped from pending; the replay
+	// must read the log again before it hands over.
+	overflowed bool
+}
+
+type pendingFrame struct {
+	seq int64
+	f   *frame
+}
+
+func newConn(h *Hub, s *socket.Socket, p domain.Principal) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &conn{
+		h:       h,
+		sock:    s,
+		id:      string(s.Id()),
+		p:       p,
+		out:     newOutbox(h.cfg.OutboundQueue, h.cfg.OutboundBytes),
+		ctx:     ctx,
+		cancel:  cancel,
+		drained: make(chan struct{}, 1),
+		rooms:   map[domain.Room]*roomState{},
+	}
+}
+
+// deliver queues a logged event of room for the socket, unless the socket
+// already has it or is replaying the room.
+func (c *conn) deliver(room domain.Room, seq int64, f *frame) {
+	c.mu.Lock()
+	st := c.rooms[room]
+	if st == nil || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if st.catchingUp {
+		switch {
+		case st.overflowed:
+			// The replay reads it from the log.
+		case len(st.pending) >= c.h.pendingMax:
+			// Too much live traffic to hold during the replay: forget
+			// it and let the replay read it from the log instead.
+			st.pending, st.overflowed = nil, true
+			c.h.stats.rereads.Add(1)
+		default:
+			st.pending = append(st.pending, pendingFrame{seq: seq, f: f})
+		}
+		c.mu.Unlock()
+		return
+	}
+	if seq <= st.lastSeq {
+		c.mu.Unlock()
+		return
+	}
+	st.lastSeq = seq
+	ok := c.out.push(item{f: f})
+	c.mu.Unlock()
+	if !ok {
+		c.drop("outbound queue overflow")
+	}
+}
+
+// pushVolatile queues a volatile frame; if the queue is full the frame is
+// dropped, which volatile events allow.
+func (c *conn) pushVolatile(f *frame) {
+	_ = c.out.push(item{f: f})
+}
+
+// drop disconnects a socket that cannot keep up. The client sees its
+// transport close and reconnects; events it missed are in the log.
+func (c *conn) drop(reason string) {
+	r := "slow client: " + reason
+	if !c.dropReason.CompareAndSwap(nil, &r) {
+		return
+	}
+	c.h.stats.slow.Add(1)
+	c.h.logger.Warn("disconnecting slow socket", "socket", c.id, "user", c.p.UserID, "reason", r)
+	// Closing the Engine.IO socket with a reason closes the network
+	// connection at once, which also unblocks a write stuck on a client
+	// that stopped reading. Nothing here waits on that client.
+	if closer, ok := c.sock.Conn().(interface{ OnClose(string, ...error) }); ok {
+		closer.OnClose(r)
+		return
+	}
+	c.sock.Conn().Close(true)
+}
+
+// startWriter starts the goroutine that moves the outbox to the transport.
+func (c *conn) startWriter() {
+	c.watchTransport()
+	if !c.h.goBackground(c.writeLoop) {
+		c.sock.Disconnect(true)
+	}
+}
+
+// watchTransport signals c.drained whenever the current transport reports
+// "ready" and is still writable after the engine flushed its buffer: then
+// everything written before has left the process (WebSocket) or was
+// fetched by the client's next poll (polling). It follows upgrades.
+func (c *conn) watchTransport() {
+	eng := c.sock.Conn()
+	// The upgrade listener goes first so that an upgrade racing this call
+	// cannot leave the old transport watched alone.
+	_ = eng.On("upgrade", func(args ...any) {
+		if t, ok := args[0].(transports.Transport); ok {
+			c.watch(t)
+		}
+		signal(c.drained)
+	})
+	c.watch(eng.Transport())
+}
+
+func (c *conn) watch(t transports.Transport) {
+	// Listeners run in registration order, so the engine's own "ready"
+	// listener (which flushes its buffer) has run when this one checks.
+	_ = t.On("ready", func(...any) {
+		if t.Writable() {
+			signal(c.drained)
+		}
+	})
+}
+
+// writeLoop writes the outbox to the Engine.IO socket batch by batch and,
+// after each batch, waits until the transport has taken it. A client that
+// stops reading therefore leaves frames in the bounded outbox, not in the
+// engine's unbounded buffer, and is dropped when the outbox overflows or
+// the transport stays busy for WriteTimeout.
+func (c *conn) writeLoop() {
+	for {
+		select {
+		case <-c.out.wake:
+		case <-c.ctx.Done():
+			return
+		}
+		for {
+			items := c.out.take()
+			if len(items) == 0 {
+				break
+			}
+			select {
+			case <-c.drained:
+			default:
+			}
+			for _, it := range items {
+				if it.f != nil {
+					c.write(it.f)
+				} else {
+					it.fn()
+				}
+			}
+			if !c.awaitDrain() {
+				return
+			}
+		}
+	}
+}
+
+func (c *conn) awaitDrain() bool {
+	t := time.NewTimer(c.h.cfg.WriteTimeout)
+	defer t.Stop()
+	select {
+	case <-c.drained:
+		return true
+	case <-c.ctx.Done():
+		return false
+	case <-t.C:
+		c.drop(fmt.Sprintf("the client did not accept data for %s", c.h.cfg.WriteTimeout))
+		return false
+	}
+}
+
+// write hands one frame to the Engine.IO socket. The frame's bytes are
+// shared by every socket; only the small reader around them is per socket.
+func (c *conn) write(f *frame) {
+	c.sock.Conn().Write(types.NewStringBuffer(f.text), &packet.Options{WsPreEncodedFrame: f.ws}, nil)
+	c.h.stats.written.Add(1)
+}
+
+// addRooms puts the socket in rooms (which must be authorised) for live
+// delivery. It reports an error if that would exceed MaxRoomsPerSocket.
+func (c *conn) addRooms(rooms ...domain.Room) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	var added []domain.Room
+	for _, r := range rooms {
+		if c.rooms[r] == nil {
+			added = append(added, r)
+		}
+	}
+	if len(c.rooms)+len(added) > c.h.cfg.MaxRoomsPerSocket {
+		c.mu.Unlock()
+		return domain.Errorf(domain.CodeInvalid, "a socket may be in at most %d rooms", c.h.cfg.MaxRoomsPerSocket)
+	}
+	c.h.mu.Lock()
+	for _, r := range added {
+		c.rooms[r] = &roomState{}
+		c.h.indexLocked(r, c)
+	}
+	c.h.mu.Unlock()
+	c.mu.Unlock()
+	c.joinLibrary(added)
+	return nil
+}
+
+// removeRooms takes the socket out of rooms.
+func (c *conn) removeRooms(rooms ...domain.Room) {
+	c.mu.Lock()
+	var removed []domain.Room
+	c.h.mu.Lock()
+	for _, r := range rooms {
+		if c.rooms[r] != nil {
+			delete(c.rooms, r)
+			c.h.unindexLocked(r, c)
+			removed = append(removed, r)
+		}
+	}
+	c.h.mu.Unlock()
+	c.mu.Unlock()
+	for _, r := range removed {
+		c.sock.Leave(socket.Room(r))
+	}
+}
+
+// joinLibrary mirrors the socket's rooms in the library's adapter, so that
+// Socket.Rooms() and a session persisted by the adapter (connection state
+// recovery) name them. Delivery itself uses the Hub's own index.
+func (c *conn) joinLibrary(rooms []domain.Room) {
+	if len(rooms) == 0 {
+		return
+	}
+	sr := make([]socket.Room, len(rooms))
+	for i, r := range rooms {
+		sr[i] = socket.Room(r)
+	}
+	c.sock.Join(sr...)
+}
+
+// inRoom reports whether the socket is in room.
+func (c *conn) inRoom(room domain.Room) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rooms[room] != nil
+}
+
+// goOnline registers the socket's presence session (user-online).
+func (c *conn) goOnline(ctx context.Context) error {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	if c.online {
+		return nil
+	}
+	if c.ctx.Err() != nil || c.h.stopping.Load() {
+		return domain.Errorf(domain.CodeUnavailable, "socket is closing")
+	}
+	if c.h.presence == nil {
+		c.online = true
+		return nil
+	}
+	// Not cancelled by a disconnect: a registration that commits must be
+	// recorded in c.online so that goOffline removes it.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.h.cfg.OpTimeout)
+	defer cancel()
+	became, err := c.h.presence.PresenceConnect(pctx, eventstore.PresenceSession{Node: c.h.node, SocketID: c.id, UserID: c.p.UserID}, c.h.now())
+	if err != nil {
+		return fmt.Errorf("presence connect: %w", err)
+	}
+	c.online = true
+	if became {
+		c.h.logger.Debug("user online", "user", c.p.UserID, "socket", c.id)
+	}
+	return nil
+}
+
+// goOffline removes the socket's presence session after it disconnected.
+// A failure is logged; the node's next heartbeat reconciles it.
+func (c *conn) goOffline(at time.Time) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	if !c.online {
+		return
+	}
+	c.online = false
+	ctx, cancel := context.WithTimeout(context.Background(), c.h.cfg.OpTimeout)
+	defer cancel()
+	went, err := c.h.presence.PresenceDisconnect(ctx, c.h.node, c.id, at)
+	if err != nil {
+		c.h.logger.Error("presence disconnect failed; the next heartbeat retries", "socket", c.id, "user", c.p.UserID, "error", err)
+		return
+	}
+	if went {
+		c.h.logger.Debug("user offline", "user", c.p.UserID, "socket", c.id)
+	}
+}
+
+// reregister registers an online socket's session again after the node
+// was swept as dead.
+func (c *conn) reregister(ctx context.Context) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	if !c.online || c.ctx.Err() != nil {
+		return
+	}
+	if _, err := c.h.presence.PresenceConnect(ctx, eventstore.PresenceSession{Node: c.h.node, SocketID: c.id, UserID: c.p.UserID}, c.h.now()); err != nil {
+		c.h.logger.Error("presence re-register failed", "socket", c.id, "error", err)
+	}
+}

@@ -1,0 +1,66 @@
+// Package socketio is roomlog's Socket.IO endpoint: authenticated
+// handshakes, authorised rooms, every client event of the product spec,
+// live push of the event log, presence and typing indicators. The official
+// socket.io-client v4 connects to it unchanged, over WebSocket or polling
+// (with upgrade), on the REST API's port at /socket.io/.
+//
+// # Overview
+//
+// A Hub wraps a zishang520/socket.io v3 server. Its namespace middleware
+// authenticates every handshake through an Authenticator (TokenAuthenticator
+// reads auth.token, then "Authorization: Bearer", then a cookie); a refused
+// handshake gets connect_error "unauthorized" with data {code: 401}.
+// Handshakes from an Origin other than Config.FrontendOrigin are refused,
+// and CORS allows that origin with credentials.
+//
+// # Rooms
+//
+// join-user-room, join-request-room, join-seller-room, join-buyer-room,
+// join-chat-room, user-online and subscribe {room, after?} are authorised by
+// domain.CanJoin, with membership of shared rooms read from the log's
+// membership model (Rooms.IsMember). Every authenticated socket is in
+// global. Each client event accepts an optional trailing ack, answered
+// {ok: true} or {ok: false, error: {code, message}}; a refusal reads "not
+// allowed" whether or not the room exists, and is logged.
+//
+// # Delivery
+//
+// Live delivery is a projector on the log's tail: projector.Fanout calls
+// Hub.Emit for every committed event, in tail order, and the Hub pushes it
+// to its local sockets in the event's room as emit(event, payload, meta),
+// meta being {room, seq, id, at}. The frame is encoded once per event and
+// shared by every recipient. Each socket has a bounded outbound queue
+// (Config.OutboundQueue frames, Config.OutboundBytes bytes) drained by its
+// own writer goroutine, which waits after each batch until the transport
+// has taken it; a socket whose queue overflows, or whose transport stays
+// busy for Config.WriteTimeout, is disconnected with a "slow client"
+// reason and catches up by replay. No socket ever delays another, and Emit
+// never blocks.
+//
+// subscribe with after replays the room's events after that seq through the
+// same queue and then hands over to live delivery with no gap and no
+// duplicate: the socket joins the room's live index before the first
+// read, live events wait while it replays, and the hand-off skips those
+// already replayed.
+//
+// # Presence and typing
+//
+// user-online (for the token's own user only) registers a presence session
+// in PostgreSQL (Presence, implemented by eventstore). A user's first
+// session anywhere and the end of their last one append user-status-change
+// to room global through the log, under a per-user lock, so several tabs,
+// devices and server processes announce each transition exactly once. Each
+// Hub heartbeats its node; surviving nodes sweep a node silent for
+// Config.PresenceTTL and announce its users offline. typing-start and
+// typing-stop (own user, chat rooms the user belongs to) send user-typing
+// to the rest of the room: volatile, never logged, carried to the other
+// nodes by PostgreSQL NOTIFY (Volatile) when configured.
+//
+// # The library's CONNECT race
+//
+// zishang520/socket.io v3.0.6 replies to a CONNECT before it registers the
+// socket, so a client event sent right after connecting can arrive first
+// and make the library close the connection ("invalid state"). The Hub
+// holds such packets on the connection's read path until the socket is
+// registered; see gate.go. The library is used unmodified.
+package socketio

@@ -1,0 +1,268 @@
+package socketio
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zishang520/socket.io/v3/pkg/types"
+
+	"github.com/roomlog/roomlog/domain"
+)
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	def := (*Config)(nil).WithDefaults()
+	if def.OutboundQueue != 1024 || def.OutboundBytes != 1<<20 || def.WriteTimeout != 10*time.Second ||
+		def.HeartbeatInterval != 5*time.Second || def.PresenceTTL != 15*time.Second || def.NodeID == "" ||
+		def.MaxPayloadBytes != 64<<10 || def.PingInterval != 25*time.Second || def.PingTimeout != 20*time.Second {
+		t.Errorf("defaults: %+v", def)
+	}
+	if d := (&Config{HeartbeatInterval: 10 * time.Second}).WithDefaults(); d.PresenceTTL != 30*time.Second {
+		t.Errorf("PresenceTTL follows a long HeartbeatInterval: %s", d.PresenceTTL)
+	}
+	tests := []struct {
+		name  string
+		cfg   Config
+		field string // "" means valid
+	}{
+		{"Valid", Config{FrontendOrigin: "https://app.example.com"}, ""},
+		{"ValidWithPort", Config{FrontendOrigin: "http://localhost:3000"}, ""},
+		{"ValidTrailingSlash", Config{FrontendOrigin: "http://localhost:3000/"}, ""},
+		{"Wildcard", Config{FrontendOrigin: "*"}, ""},
+		{"NoOrigin", Config{}, "FrontendOrigin"},
+		{"OriginWithPath", Config{FrontendOrigin: "https://app.example.com/x"}, "FrontendOrigin"},
+		{"OriginNotHTTP", Config{FrontendOrigin: "ftp://app.example.com"}, "FrontendOrigin"},
+		{"OriginNoHost", Config{FrontendOrigin: "https://"}, "FrontendOrigin"},
+		{"TinyQueue", Config{FrontendOrigin: "*", OutboundQueue: 1}, "OutboundQueue"},
+		{"TinyBytes", Config{FrontendOrigin: "*", OutboundBytes: 100}, "OutboundBytes"},
+		{"TTLTooShort", Config{FrontendOrigin: "*", HeartbeatInterval: time.Second, PresenceTTL: 2 * time.Second}, "PresenceTTL"},
+		{"PageTooBig", Config{FrontendOrigin: "*", ReplayPageSize: 5000}, "ReplayPageSize"},
+		{"TinyPayload", Config{FrontendOrigin: "*", MaxPayloadBytes: 10}, "MaxPayloadBytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.cfg.WithDefaults().validate()
+			switch {
+			case tt.field == "" && err != nil:
+				t.Errorf("validate = %v, want nil", err)
+			case tt.field != "" && (err == nil || !strings.Contains(err.Error(), "Config."+tt.field)):
+				t.Errorf("validate = %v, want an error naming Config.%s", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestIsMainConnect(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"0", true},
+		{`0{"token":"x"}`, true},
+		{`0/,{"token":"x"}`, true},
+		{"0/", true},
+		{`0/admin,{"token":"x"}`, false},
+		{"0/admin", false},
+		{`2["join-user-room","u1"]`, false},
+		{`21["join-user-room","u1"]`, false},
+		{"1", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := isMainConnect([]byte(tt.in)); got != tt.want {
+			t.Errorf("isMainConnect(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestGate(t *testing.T) {
+	t.Parallel()
+	g := &gate{timeout: time.Minute}
+	event := types.NewStringBufferString(`2["join-user-room","u1"]`)
+	g.onData(event) // open: passes at once
+	g.onData(types.NewStringBufferString(`0{"token":"x"}`))
+	passed := make(chan struct{})
+	go func() {
+		g.onData(event)
+		close(passed)
+	}()
+	select {
+	case <-passed:
+		t.Fatal("an event passed a closed gate")
+	case <-time.After(50 * time.Millisecond):
+		// Bounded observation of something that must not happen.
+	}
+	g.open()
+	<-passed
+	g.open() // idempotent
+
+	// The timeout opens it too.
+	g = &gate{timeout: 10 * time.Millisecond}
+	g.onData(types.NewStringBufferString("0"))
+	g.onData(event)
+	g.onData(types.NewBytesBufferString("attachment"))
+}
+
+func TestOutbox(t *testing.T) {
+	t.Parallel()
+	f := newFrame([]byte("0123456789"))
+	o := newOutbox(4, 25)
+	for i := range 2 {
+		if !o.push(item{f: f}) {
+			t.Fatalf("push %d refused", i)
+		}
+	}
+	if o.push(item{f: f}) { // 30 bytes > 25
+		t.Fatal("byte bound not enforced")
+	}
+	if !o.push(item{fn: func() {}}) || !o.push(item{fn: func() {}}) {
+		t.Fatal("functions do not count bytes")
+	}
+	if o.push(item{fn: func() {}}) {
+		t.Fatal("item bound not enforced")
+	}
+	if got := o.take(); len(got) != 4 || o.len() != 0 {
+		t.Fatalf("take returned %d, %d left", len(got), o.len())
+	}
+	// A single oversized frame is still accepted into an empty outbox.
+	big := newFrame([]byte(strings.Repeat("x", 100)))
+	if !o.push(item{f: big}) {
+		t.Fatal("a lone large frame was refused")
+	}
+	o.take()
+
+	// pushWait waits for half the capacity.
+	o = newOutbox(4, 1<<20)
+	for range 3 {
+		o.push(item{f: f})
+	}
+	done := make(chan error)
+	go func() { done <- o.pushWait(context.Background(), item{f: f}) }()
+	select {
+	case err := <-done:
+		t.Fatalf("pushWait returned %v on a full outbox", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	o.take()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	o.push(item{f: f})
+	o.push(item{f: f})
+	go func() { done <- o.pushWait(ctx, item{f: f}) }()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("pushWait after cancel = %v", err)
+	}
+	o.close()
+	if !o.push(item{f: f}) || o.len() != 0 {
+		t.Fatal("a closed outbox must swallow pushes")
+	}
+	if err := o.pushWait(context.Background(), item{f: f}); !errors.Is(err, errOutboxClosed) {
+		t.Fatalf("pushWait on a closed outbox = %v", err)
+	}
+}
+
+func TestEncodeDelivery(t *testing.T) {
+	t.Parallel()
+	d := domain.Delivery{
+		Event: domain.Event{ID: "e1", Type: "new-offer", Payload: json.RawMessage(`{"requestId":"r1","offer":{"price":"1.50"},"sellerId":"s1"}`),
+			OccurredAt: time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)},
+		Room: "buyer-b1", Seq: 42,
+	}
+	f, err := encodeDelivery(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `2["new-offer",{"requestId":"r1","offer":{"price":"1.50"},"sellerId":"s1"},{"room":"buyer-b1","seq":42,"id":"e1","at":"2026-01-02T03:04:05.123456Z"}]`
+	if string(f.text) != want {
+		t.Errorf("frame\n%s\nwant\n%s", f.text, want)
+	}
+	if string(f.ws.Bytes()) != "4"+want {
+		t.Errorf("ws frame %s", f.ws.Bytes())
+	}
+	d.Payload = json.RawMessage(`{"broken"`)
+	if _, err := encodeDelivery(d); err == nil {
+		t.Error("invalid payload encoded")
+	}
+	v, err := encodeVolatile("user-typing", "chat-c1", json.RawMessage(`{"userId":"u1","isTyping":true}`))
+	if err != nil || string(v.text) != `2["user-typing",{"userId":"u1","isTyping":true},{"room":"chat-c1"}]` {
+		t.Errorf("volatile frame %s, %v", v.text, err)
+	}
+}
+
+func TestAckResponse(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{nil, `{"ok":true}`},
+		{domain.CanJoin(domain.Principal{}, "", false), `{"error":{"code":"forbidden","message":"not allowed"},"ok":false}`},
+		{fmt.Errorf("wrapped: %w", domain.Errorf(domain.CodeInvalid, "bad id")), `{"error":{"code":"invalid","message":"bad id"},"ok":false}`},
+		{errors.New("secret detail"), `{"error":{"code":"internal","message":"internal error"},"ok":false}`},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), `{"error":{"code":"unavailable","message":"timed out; retry"},"ok":false}`},
+		{errOutboxClosed, `{"error":{"code":"unavailable","message":"socket is closing"},"ok":false}`},
+	}
+	for _, tt := range tests {
+		b, err := json.Marshal(ackResponse(tt.err))
+		if err != nil || string(b) != tt.want {
+			t.Errorf("ackResponse(%v) = %s, want %s", tt.err, b, tt.want)
+		}
+	}
+}
+
+func TestArgs(t *testing.T) {
+	t.Parallel()
+	ack := func([]any, error) {}
+	if args, a := splitAck([]any{"x", ack}); len(args) != 1 || a == nil {
+		t.Errorf("splitAck with ack: %v %v", args, a != nil)
+	}
+	if args, a := splitAck([]any{"x"}); len(args) != 1 || a != nil {
+		t.Errorf("splitAck without ack: %v", args)
+	}
+	for _, tt := range []struct {
+		in   any
+		want string
+		ok   bool
+	}{
+		{"abc", "abc", true}, {float64(42), "42", true}, {float64(-3), "-3", true},
+		{1.5, "", false}, {float64(1 << 60), "", false}, {true, "", false}, {nil, "", false}, {map[string]any{}, "", false},
+	} {
+		got, err := idArg([]any{tt.in}, 0)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("idArg(%v) = %q, %v", tt.in, got, err)
+		}
+	}
+	if _, err := idArg(nil, 0); err == nil {
+		t.Error("idArg of nothing")
+	}
+	for _, tt := range []struct {
+		obj  map[string]any
+		want int64
+		ok   bool
+	}{
+		{map[string]any{}, -1, true}, {map[string]any{"after": nil}, -1, true}, {map[string]any{"after": float64(0)}, 0, true},
+		{map[string]any{"after": float64(7)}, 7, true}, {map[string]any{"after": float64(-1)}, 0, false},
+		{map[string]any{"after": 1.5}, 0, false}, {map[string]any{"after": "7"}, 0, false},
+	} {
+		got, err := afterField(tt.obj)
+		if (err == nil) != tt.ok || (tt.ok && got != tt.want) {
+			t.Errorf("afterField(%v) = %d, %v", tt.obj, got, err)
+		}
+	}
+	if _, err := roomField(map[string]any{"room": "nope"}); domain.ErrorCode(err) != domain.CodeInvalid {
+		t.Errorf("roomField(nope) = %v", err)
+	}
+	if _, err := idField(map[string]any{"chatId": "bad id"}, "chatId"); domain.ErrorCode(err) != domain.CodeInvalid {
+		t.Errorf("idField(bad id) = %v", err)
+	}
+}
