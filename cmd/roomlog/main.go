@@ -9,7 +9,8 @@
 //	roomlog publish -event E -room R [-room R2] -payload JSON [-id KEY] [-producer NAME]
 //	roomlog publish < events.ndjson      # one {event, rooms|room, payload, id?} per line
 //	roomlog tail [-room R] [-after SEQ] [-from-beginning] [-follow] [-max N]
-//	roomlog query [-room R] [-event T] [-producer P] [-event-id ID] [-since T] [-until T] [-contains JSON] [-format ndjson|csv]
+//	roomlog query [-room R] [-event T] [-producer P] [-event-id ID] [-since T] [-until T] [-contains JSON] [-format ndjson|csv] [-limit N]
+//	roomlog query -entity KIND:ID [-at T] [-state]
 //	roomlog verify [-room R | -all]
 //	roomlog token -user ID [-roles buyer,seller] [-ttl 1h]
 //	roomlog project status [-json] | roomlog project rebuild NAME

@@ -102,6 +102,10 @@ type Params struct {
 	// Presence answers GET /api/v1/presence. If nil, that route answers
 	// 404.
 	Presence PresenceReader
+	// ReadModels answers the read-model routes: the caller's unread
+	// notification count and an entity's point-in-time history. If nil,
+	// those routes answer 404.
+	ReadModels ReadModels
 	// Ready reports readiness for GET /readyz; nil means always ready. An
 	// error that is a *domain.Error shows its message; any other error
 	// shows only "not ready".
@@ -112,19 +116,25 @@ type Params struct {
 	Config *Config
 	// SocketIO, if set, is mounted at /socket.io/ for every method.
 	SocketIO http.Handler
+	// PublishRate limits publish requests per API key; nil means the
+	// defaults (see RateLimit).
+	PublishRate *RateLimit
 }
 
 // Server is roomlog's REST API. Create it with NewServer; it is safe for
 // concurrent use.
 type Server struct {
-	store     Store
-	users     Authenticator
-	producers Producers
-	presence  PresenceReader
-	ready     func(ctx context.Context) error
-	logger    *slog.Logger
-	cfg       Config
-	engine    *gin.Engine
+	store      Store
+	users      Authenticator
+	producers  Producers
+	presence   PresenceReader
+	readModels ReadModels
+	ready      func(ctx context.Context) error
+	logger     *slog.Logger
+	cfg        Config
+	engine     *gin.Engine
+
+	publishLimit *keyBuckets
 }
 
 var releaseMode sync.Once
@@ -148,14 +158,20 @@ func NewServer(p Params) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		store:     p.Store,
-		users:     p.Users,
-		producers: p.Producers,
-		presence:  p.Presence,
-		ready:     p.Ready,
-		logger:    logger.With("subsystem", "http"),
-		cfg:       cfg,
+		store:      p.Store,
+		users:      p.Users,
+		producers:  p.Producers,
+		presence:   p.Presence,
+		readModels: p.ReadModels,
+		ready:      p.Ready,
+		logger:     logger.With("subsystem", "http"),
+		cfg:        cfg,
 	}
+	rl := p.PublishRate.WithDefaults()
+	if err := rl.validate(); err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
+	}
+	s.publishLimit = newKeyBuckets(rl)
 	// gin's mode is process-wide; release mode silences its debug output.
 	releaseMode.Do(func() { gin.SetMode(gin.ReleaseMode) })
 	e := gin.New()
@@ -182,13 +198,18 @@ func (s *Server) routes(e *gin.Engine, socketIO http.Handler) {
 	e.GET("/readyz", s.readyz)
 	v1 := e.Group("/api/v1")
 	v1.GET("/openapi.json", s.openAPI)
-	v1.POST("/events", s.publish)
+	v1.POST("/events", s.limitPublish, s.publish)
 	v1.GET("/rooms/:room/events", s.roomEvents)
 	v1.POST("/catch-up", s.catchUp)
 	v1.GET("/audit/events", s.auditEvents)
 	v1.GET("/audit/export", s.auditExport)
 	v1.GET("/audit/rooms/:room/verify", s.auditVerify)
 	v1.GET("/presence", s.presenceStatus)
+	v1.GET("/notifications/unread-count", s.unreadCount)
+	// The spec's own path (spec/socket-events.md, "Reconnection").
+	e.GET("/api/notifications/unread-count", s.unreadCount)
+	// A catch-all, so that a payment id may hold an (escaped) slash.
+	v1.GET("/audit/entities/:kind/*id", s.auditEntity)
 	if socketIO != nil {
 		e.Any("/socket.io/*any", gin.WrapH(socketIO))
 	}
