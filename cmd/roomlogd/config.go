@@ -37,6 +37,8 @@ type Config struct {
 	LogFormat        string        // ROOMLOG_LOG_FORMAT
 	Env              string        // ROOMLOG_ENV
 	AllowUnsafeFsync bool          // ROOMLOG_ALLOW_FSYNC_OFF
+	RatePublish      int           // ROOMLOG_RATE_PUBLISH: publish requests per second per API key; 0 default, -1 off
+	RateSocket       int           // ROOMLOG_RATE_SOCKET: client events per second per socket; 0 default, -1 off
 }
 
 // Defaults. DefaultDatabaseURL is for development on a local server.
@@ -76,6 +78,8 @@ func (c *Config) envVars() []envVar {
 		{"ROOMLOG_LOG_FORMAT", strVar(&c.LogFormat)},
 		{"ROOMLOG_ENV", strVar(&c.Env)},
 		{"ROOMLOG_ALLOW_FSYNC_OFF", boolVar(&c.AllowUnsafeFsync)},
+		{"ROOMLOG_RATE_PUBLISH", intVar(&c.RatePublish)},
+		{"ROOMLOG_RATE_SOCKET", intVar(&c.RateSocket)},
 	}
 }
 
@@ -221,6 +225,12 @@ func (c Config) validate() error {
 	}
 	if c.DBMaxConns < 4 {
 		bad("ROOMLOG_DB_MAX_CONNS", "must be at least 4")
+	}
+	if c.RatePublish < -1 {
+		bad("ROOMLOG_RATE_PUBLISH", "must be a positive rate, 0 for the default or -1 for no limit")
+	}
+	if c.RateSocket < -1 {
+		bad("ROOMLOG_RATE_SOCKET", "must be a positive rate, 0 for the default or -1 for no limit")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {

@@ -143,6 +143,7 @@ func (m *Main) Run(ctx context.Context) error {
 			PresenceTTL:     cfg.PresenceTTL,
 			NodeID:          cfg.NodeID,
 			MaxPayloadBytes: cfg.MaxPayloadBytes,
+			Rate:            socketio.RateLimit{Rate: float64(cfg.RateSocket)},
 		},
 	})
 	if err != nil {
@@ -188,13 +189,16 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	api, err := httpapi.NewServer(httpapi.Params{
-		Store:     m.store,
-		Users:     users,
-		Producers: producers,
-		Presence:  m.store,
-		Logger:    log,
-		Config:    &httpapi.Config{MaxPayloadBytes: cfg.MaxPayloadBytes},
-		SocketIO:  m.hub.Handler(),
+		Store:      m.store,
+		Users:      users,
+		Producers:  producers,
+		Presence:   m.store,
+		ReadModels: m.store,
+		Logger:     log,
+		Config:     &httpapi.Config{MaxPayloadBytes: cfg.MaxPayloadBytes},
+		SocketIO:   m.hub.Handler(),
+		// 0 means the default rate; -1 no limit.
+		PublishRate: &httpapi.RateLimit{Rate: float64(cfg.RatePublish)},
 		Ready: func(ctx context.Context) error {
 			if err := m.store.Ping(ctx); err != nil {
 				return err

@@ -62,6 +62,9 @@ type Config struct {
 	// ConnectTimeout is how long a client may take to connect to the
 	// namespace after the Engine.IO handshake. Default 45s.
 	ConnectTimeout time.Duration
+	// Rate limits each socket's client events; the zero value means the
+	// defaults (see RateLimit).
+	Rate RateLimit
 }
 
 // WithDefaults returns c with zero fields replaced by their defaults. c may

@@ -145,7 +145,7 @@ func (c *conn) drop(reason string) {
 func (c *conn) startWriter() {
 	c.watchTransport()
 	if !c.h.goBackground(c.writeLoop) {
-		c.sock.Disconnect(true)
+		c.sock.Conn().Close(true) // the Hub is stopping; the client reconnects elsewhere
 	}
 }
 

@@ -42,6 +42,7 @@ type handler func(ctx context.Context, args []any) error
 // registerHandlers installs the socket's event handlers. The library runs
 // them one at a time, in arrival order, on the socket's task queue.
 func (c *conn) registerHandlers() {
+	c.sock.Use(c.rateLimit()) // before any handler: refused events are never queued
 	c.handle(EventJoinUserRoom, c.joinByID(domain.UserRoom))
 	c.handle(EventJoinRequestRoom, c.joinByID(domain.RequestRoom))
 	c.handle(EventLeaveRequestRoom, c.leaveByID(domain.RequestRoom))

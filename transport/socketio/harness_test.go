@@ -34,6 +34,16 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// The real types satisfy the Hub's consumer-side interfaces, and the Hub
+// is the projector's Emitter.
+var (
+	_ projector.Emitter      = (*socketio.Hub)(nil)
+	_ socketio.Rooms         = (*eventstore.Store)(nil)
+	_ socketio.Presence      = (*eventstore.Store)(nil)
+	_ socketio.Volatile      = (*eventstore.Store)(nil)
+	_ socketio.TokenVerifier = (*auth.Verifier)(nil)
+)
+
 // testSecret signs the tests' HS256 tokens.
 var testSecret = []byte("roomlog-socketio-test-secret-0123456789abcdef")
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zishang520/socket.io/servers/engine/v3"
+	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 
@@ -184,14 +185,17 @@ func NewHub(p HubParams) (*Hub, error) {
 	opts.SetPingInterval(cfg.PingInterval)
 	opts.SetPingTimeout(cfg.PingTimeout)
 	opts.SetConnectTimeout(cfg.ConnectTimeout)
-	opts.SetTransports(types.NewSet(engine.Polling, engine.WebSocket))
+	opts.SetTransports(types.NewSet[transports.TransportCtor](&pollingBuilder{}, engine.WebSocket))
 	opts.SetAdapter(adapterBuilder{})
 	h.io = socket.NewServer(nil, opts)
 	h.eio = engine.NewServer(opts)
 	// Registered before Bind, so it runs before the Socket.IO client is
-	// created for the connection: see gate.go.
+	// created for the connection: see gate.go and polling.go.
 	_ = h.eio.On("connection", func(args ...any) {
 		if conn, ok := args[0].(engine.Socket); ok {
+			if g, ok := conn.Transport().(*pollingGuard); ok {
+				g.adopt(conn)
+			}
 			h.installGate(conn)
 		}
 	})
@@ -319,10 +323,16 @@ func (h *Hub) Stop(ctx context.Context) {
 	}
 }
 
-// allowRequest refuses handshakes whose Origin header names another site.
+// allowRequest refuses handshakes while the Hub stops, and those whose
+// Origin header names another site.
 // CORS alone only hides responses from browsers; refusing the handshake
 // also stops cross-site WebSocket hijacking with the user's cookie.
 func (h *Hub) allowRequest(ctx *types.HttpContext) error {
+	if h.stopping.Load() {
+		// A refused Engine.IO handshake makes the client retry with
+		// backoff, so it finds another node.
+		return errors.New("server shutting down")
+	}
 	origin := ctx.Headers().Peek("Origin")
 	if origin == "" || h.cfg.FrontendOrigin == "*" || strings.EqualFold(origin, h.cfg.FrontendOrigin) {
 		return nil
@@ -358,7 +368,11 @@ func (h *Hub) authenticate(s *socket.Socket, next func(*socket.ExtendedError)) {
 		return
 	}
 	if h.stopping.Load() {
+		// Closing the connection rather than refusing the CONNECT keeps the
+		// client reconnecting (to another node): socket.io-client gives
+		// up after a middleware error, not after a transport close.
 		h.openGate(s.Conn().Id())
+		s.Conn().Close(true)
 		next(socket.NewExtendedError("unavailable", map[string]any{"code": 503}))
 		return
 	}
@@ -378,7 +392,9 @@ func (h *Hub) onConnection(args ...any) {
 	h.openGate(s.Conn().Id())
 	p, _ := s.Data().(domain.Principal)
 	if p.UserID == "" || h.stopping.Load() {
-		s.Disconnect(true)
+		// A transport close, not a DISCONNECT packet, so that the client
+		// reconnects (to another node).
+		s.Conn().Close(true)
 		return
 	}
 	c := newConn(h, s, p)
@@ -391,6 +407,10 @@ func (h *Hub) onConnection(args ...any) {
 	c.addRooms(domain.RoomGlobal)
 	_ = s.On("disconnect", func(reason ...any) {
 		r, _ := reason[0].(string)
+		if len(reason) > 1 && reason[1] != nil {
+			// The transport's error, e.g. for "transport error".
+			h.logger.Info("socket transport failed", "socket", c.id, "user", c.p.UserID, "reason", r, "error", reason[1])
+		}
 		h.onDisconnect(c, r)
 	})
 	if !s.Connected() {

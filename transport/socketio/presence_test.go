@@ -183,7 +183,12 @@ func TestPresence(t *testing.T) {
 		expectStatuses(t, a, obs, "u4", domain.StatusOnline)
 		expectStatuses(t, a, obs, "u5", domain.StatusOnline)
 		leaving.Hub.Stop(context.Background())
-		node.wait(t, 20*time.Second, "u5 disconnect", func(m jsMsg) bool { return m.T == "disconnect" && m.ID == "u5" })
+		m := node.wait(t, 20*time.Second, "u5 disconnect", func(m jsMsg) bool { return m.T == "disconnect" && m.ID == "u5" })
+		// Not "io server disconnect", after which socket.io-client would
+		// not reconnect (to another server).
+		if m.Reason != "transport close" && m.Reason != "transport error" {
+			t.Errorf("client saw %q at shutdown, want a transport close", m.Reason)
+		}
 		// u5 had no other socket; u4 is still on a.
 		expectStatuses(t, a, obs, "u5", domain.StatusOnline, domain.StatusOffline)
 		expectStatuses(t, a, obs, "u4", domain.StatusOnline)

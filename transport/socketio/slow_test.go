@@ -20,9 +20,22 @@ import (
 // client, once thawed, catches up by replay.
 func TestSlowClient(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, newDB(t), serverOpts{Config: socketio.Config{
-		OutboundQueue: 64, OutboundBytes: 512 << 10, WriteTimeout: 3 * time.Second,
-	}})
+	t.Run("QueueOverflow", func(t *testing.T) {
+		t.Parallel()
+		slowClient(t, socketio.Config{OutboundQueue: 64, OutboundBytes: 512 << 10, WriteTimeout: time.Minute},
+			"slow client: outbound queue overflow")
+	})
+	t.Run("WriteTimeout", func(t *testing.T) {
+		t.Parallel()
+		// A queue too large to overflow here: the transport that stays
+		// busy gives the client away.
+		slowClient(t, socketio.Config{OutboundQueue: 1 << 20, OutboundBytes: 1 << 30, WriteTimeout: time.Second},
+			"slow client: the client did not accept data for 1s")
+	})
+}
+
+func slowClient(t *testing.T, cfg socketio.Config, wantReason string) {
+	srv := newServer(t, newDB(t), serverOpts{Config: cfg})
 	healthy := startNode(t)
 	frozen := startNode(t)
 	join := emitSpec{Event: "join-seller-room", Args: nil}
@@ -77,15 +90,8 @@ func TestSlowClient(t *testing.T) {
 	pump() // the others keep receiving after the drop
 	checkFor(t, 60*time.Second, 10*time.Millisecond, caughtUp)
 	st := srv.Hub.Stats()
-	slow := 0
-	for reason, n := range st.Disconnects {
-		if strings.HasPrefix(reason, "slow client: ") {
-			slow += int(n)
-			t.Logf("disconnect reason %q", reason)
-		}
-	}
-	if slow != 1 || st.SlowDisconnects != 1 {
-		t.Errorf("slow disconnects: %v (%d), want exactly the frozen client", st.Disconnects, st.SlowDisconnects)
+	if st.Disconnects[wantReason] != 1 || len(st.Disconnects) != 1 || st.SlowDisconnects != 1 {
+		t.Errorf("disconnects: %v (%d slow), want the frozen client's only, as %q", st.Disconnects, st.SlowDisconnects, wantReason)
 	}
 
 	// Thawed, the client notices, reconnects and catches up from the last
@@ -93,7 +99,10 @@ func TestSlowClient(t *testing.T) {
 	if err := frozen.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	frozen.wait(t, 30*time.Second, "disconnect", func(m jsMsg) bool { return m.T == "disconnect" && m.ID == f.id })
+	m := frozen.wait(t, 30*time.Second, "disconnect", func(m jsMsg) bool { return m.T == "disconnect" && m.ID == f.id })
+	if m.Reason != "transport close" && m.Reason != "transport error" {
+		t.Errorf("the dropped client saw %q, want a transport close (it then reconnects by itself)", m.Reason)
+	}
 	seen := seqsIn(t, f, domain.RoomSellers)
 	var after int64
 	if len(seen) > 0 {
