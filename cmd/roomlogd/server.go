@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/eventstore"
@@ -41,6 +42,9 @@ var (
 type Main struct {
 	Config Config
 	Logger *slog.Logger
+	// Registry receives roomlogd's metrics, served at GET /metrics. Run
+	// creates one if it is nil.
+	Registry *prometheus.Registry
 
 	pool     *pgxpool.Pool
 	store    *eventstore.Store
@@ -108,7 +112,20 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.pool, err = pgxpool.NewWithConfig(ctx, poolCfg); err != nil {
 		return fmt.Errorf("database pool: %w", err)
 	}
-	m.store = eventstore.New(m.pool, log, nil)
+	if m.Registry == nil {
+		m.Registry = prometheus.NewRegistry()
+	}
+	met, err := newMetrics(m.Registry)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	storeCfg := &eventstore.Config{OnCommit: met.onCommit}
+	if cfg.UnsafeAsyncCommit {
+		// Only a -tags bench build gets here (Config.validate).
+		log.Warn("UNSAFE: ROOMLOG_UNSAFE_ASYNC_COMMIT is set: synchronous_commit is off, acknowledged events can be lost in a crash; benchmarks only")
+		storeCfg.AsyncCommit = true
+	}
+	m.store = eventstore.New(m.pool, log, storeCfg)
 	if fsync, _, err := m.store.DurabilitySettings(ctx); err != nil {
 		return err
 	} else if fsync != "on" && !cfg.AllowUnsafeFsync {
@@ -149,6 +166,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := m.Registry.Register(newHubCollector(m.hub.Stats)); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 
 	// Read models (membership, unread counts, entity index) each run as a
 	// checkpointed projection; live fan-out runs from now, uncheckpointed.
@@ -161,7 +181,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	fanout, err := projector.New(projector.Config{
 		Name: projector.FanoutName, Source: m.store, Start: projector.FromNow,
-		Handler: projector.Fanout{Emitter: m.hub}, Logger: log, PollInterval: 100 * time.Millisecond,
+		Handler: projector.Fanout{Emitter: m.hub, OnEmit: met.onEmit}, Logger: log, PollInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
 		return err
@@ -189,7 +209,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	api, err := httpapi.NewServer(httpapi.Params{
-		Store:      m.store,
+		Store:      meteredStore{Store: m.store, m: met},
 		Users:      users,
 		Producers:  producers,
 		Presence:   m.store,
@@ -199,6 +219,7 @@ func (m *Main) Run(ctx context.Context) error {
 		SocketIO:   m.hub.Handler(),
 		// 0 means the default rate; -1 no limit.
 		PublishRate: &httpapi.RateLimit{Rate: float64(cfg.RatePublish)},
+		OnRequest:   met.onRequest,
 		Ready: func(ctx context.Context) error {
 			if err := m.store.Ping(ctx); err != nil {
 				return err
@@ -221,7 +242,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("ROOMLOG_ADDR: %w", err)
 	}
 	m.server = &http.Server{
-		Handler:           api.Handler(),
+		Handler:           metricsHandler(m.Registry, api.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -237,22 +258,24 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close shuts down in reverse order of start: stop accepting requests and
-// wait for those in flight (their appends complete), close sockets (their
-// users go offline through the log), stop the consumers, flush the writer,
-// close the pool. It is idempotent and bounded by ShutdownTimeout.
+// Close shuts down: close sockets (their users go offline through the
+// log), stop accepting requests and wait for those in flight (their appends
+// complete), stop the consumers, flush the writer, close the pool. It is idempotent and bounded by ShutdownTimeout.
 func (m *Main) Close() error {
 	m.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 		defer cancel()
 		var errs []error
+		// Sockets first: open long-polling requests would otherwise keep
+		// the HTTP shutdown waiting. Closing them announces their users
+		// offline through the log, so the store must still be running.
+		if m.hub != nil {
+			m.hub.Stop(ctx)
+		}
 		if m.server != nil {
 			if err := m.server.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			}
-		}
-		if m.hub != nil {
-			m.hub.Stop(ctx)
 		}
 		if m.fanout != nil {
 			m.fanout.Stop()

@@ -159,6 +159,14 @@ func withDatabase(raw, db string) string {
 		return raw
 	}
 	u.Path = "/" + db
+	// A test that dies holding a transaction open would stall every tail
+	// in the cluster (the tail reads below the oldest running
+	// transaction); have the server end such sessions.
+	q := u.Query()
+	if q.Get("idle_in_transaction_session_timeout") == "" {
+		q.Set("idle_in_transaction_session_timeout", "60000")
+	}
+	u.RawQuery = q.Encode()
 	return u.String()
 }
 

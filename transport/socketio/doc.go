@@ -56,11 +56,20 @@
 // to the rest of the room: volatile, never logged, carried to the other
 // nodes by PostgreSQL NOTIFY (Volatile) when configured.
 //
-// # The library's CONNECT race
+// # Two races in the library
 //
 // zishang520/socket.io v3.0.6 replies to a CONNECT before it registers the
 // socket, so a client event sent right after connecting can arrive first
 // and make the library close the connection ("invalid state"). The Hub
 // holds such packets on the connection's read path until the socket is
-// registered; see gate.go. The library is used unmodified.
+// registered; see gate.go.
+//
+// Its polling transport can also send twice on one poll while a client
+// upgrades to WebSocket, which closes the connection ("polling write
+// error") under load. The Hub's polling transport serialises those sends;
+// see polling.go.
+//
+// Both are worked around from the outside, through the library's own
+// extension points (listeners and a transport constructor): the library
+// is used unmodified.
 package socketio

@@ -23,8 +23,8 @@ import (
 	"github.com/roomlog/roomlog/eventstore"
 )
 
-// Authenticator turns a handshake into a principal. The lead wires it to
-// transport/auth; TokenAuthenticator is a ready-made adapter.
+// Authenticator turns a handshake into a principal. TokenAuthenticator
+// adapts transport/auth to it.
 type Authenticator interface {
 	// Authenticate identifies the client of r. authToken is the
 	// handshake's auth.token ("" if absent). It returns an error (any
@@ -263,8 +263,11 @@ func (h *Hub) Start(ctx context.Context) error {
 // Stop refuses new handshakes, stops the background loops, disconnects
 // every socket (clients reconnect, possibly to another node, and catch up
 // by replay) and removes this node's presence sessions, announcing users
-// left without a socket offline. It waits for all of the Hub's goroutines;
-// ctx bounds the database work. Stop is idempotent.
+// left without a socket offline. It waits for all of the Hub's goroutines.
+// The presence cleanup gets Config.OpTimeout even if ctx has ended. Stop is
+// idempotent. Call it before (or while) the HTTP server shuts down: until
+// the Hub closes them, long-polling requests keep http.Server.Shutdown
+// waiting for up to Config.PingInterval.
 func (h *Hub) Stop(ctx context.Context) {
 	h.lifeMu.Lock()
 	if h.stopped {
@@ -314,11 +317,16 @@ func (h *Hub) Stop(ctx context.Context) {
 	h.bgMu.Unlock()
 	h.bg.Wait()
 	if h.presence != nil && !h.crashed.Load() {
-		n, err := h.presence.PresenceDropNode(ctx, h.node, h.now())
+		// Cleanup: even if ctx has run out (a slow HTTP shutdown before
+		// this), telling the others that these users left beats leaving
+		// them online until the sweepers notice.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.OpTimeout)
+		defer cancel()
+		n, err := h.presence.PresenceDropNode(dctx, h.node, h.now())
 		if err != nil {
-			h.logger.ErrorContext(ctx, "drop presence sessions at shutdown; other nodes will sweep them", "error", err)
+			h.logger.ErrorContext(dctx, "drop presence sessions at shutdown; other nodes will sweep them", "error", err)
 		} else {
-			h.logger.InfoContext(ctx, "presence sessions dropped at shutdown", "offline_users", n)
+			h.logger.InfoContext(dctx, "presence sessions dropped at shutdown", "offline_users", n)
 		}
 	}
 }
