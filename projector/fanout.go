@@ -25,6 +25,10 @@ type Emitter interface {
 // it runs, and clients that were away catch up from the log.
 type Fanout struct {
 	Emitter Emitter
+	// OnEmit, if set, is called after each event Emitter accepted, from
+	// the fan-out goroutine, in tail order; for metrics (e.g. commit→emit
+	// lag from d.OccurredAt). It must not block.
+	OnEmit func(d domain.Delivery)
 }
 
 // Handle implements Handler.
@@ -35,6 +39,9 @@ func (f Fanout) Handle(ctx context.Context, batch []domain.Delivery, _ domain.Po
 		}
 		if err := f.Emitter.Emit(ctx, d); err != nil {
 			return err
+		}
+		if f.OnEmit != nil {
+			f.OnEmit(d)
 		}
 	}
 	return nil

@@ -39,6 +39,14 @@ type Config struct {
 	AllowUnsafeFsync bool          // ROOMLOG_ALLOW_FSYNC_OFF
 	RatePublish      int           // ROOMLOG_RATE_PUBLISH: publish requests per second per API key; 0 default, -1 off
 	RateSocket       int           // ROOMLOG_RATE_SOCKET: client events per second per socket; 0 default, -1 off
+
+	// UnsafeAsyncCommit (ROOMLOG_UNSAFE_ASYNC_COMMIT) turns PostgreSQL's
+	// synchronous_commit off for appends: an acknowledged event can then
+	// be lost in a crash. UNSAFE, BENCHMARKS ONLY: it exists so that
+	// cmd/roomlog-bench can price durability, and only a server built with
+	// -tags bench honours it; any other build refuses to start when it is
+	// set (see benchBuild).
+	UnsafeAsyncCommit bool
 }
 
 // Defaults. DefaultDatabaseURL is for development on a local server.
@@ -80,6 +88,8 @@ func (c *Config) envVars() []envVar {
 		{"ROOMLOG_ALLOW_FSYNC_OFF", boolVar(&c.AllowUnsafeFsync)},
 		{"ROOMLOG_RATE_PUBLISH", intVar(&c.RatePublish)},
 		{"ROOMLOG_RATE_SOCKET", intVar(&c.RateSocket)},
+		// UNSAFE, benchmark builds only: see Config.UnsafeAsyncCommit.
+		{"ROOMLOG_UNSAFE_ASYNC_COMMIT", boolVar(&c.UnsafeAsyncCommit)},
 	}
 }
 
@@ -231,6 +241,9 @@ func (c Config) validate() error {
 	}
 	if c.RateSocket < -1 {
 		bad("ROOMLOG_RATE_SOCKET", "must be a positive rate, 0 for the default or -1 for no limit")
+	}
+	if c.UnsafeAsyncCommit && !benchBuild {
+		bad("ROOMLOG_UNSAFE_ASYNC_COMMIT", "is honoured only by benchmark builds (go build -tags bench): it can lose acknowledged events")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {

@@ -99,8 +99,8 @@ func TestMainWiring(t *testing.T) {
 	if code, body := do(t, "GET", base+"/healthz", "", ""); code != 200 {
 		t.Fatalf("healthz %d %s", code, body)
 	}
-	if code, body := do(t, "GET", base+"/readyz", "", ""); code != 200 {
-		t.Fatalf("readyz %d %s", code, body)
+	if code, body := do(t, "GET", base+"/readyz", "", ""); code != 200 || !strings.Contains(body, `"name":"membership"`) || !strings.Contains(body, `"name":"unread"`) {
+		t.Fatalf("readyz %d %s (want projection detail)", code, body)
 	}
 	code, body := do(t, "POST", base+"/api/v1/events", testKey, `{"event":"unread-count-update","room":"user-u1","payload":{"unreadCount":3}}`)
 	if code != 201 {

@@ -220,6 +220,24 @@ func (m *Main) Run(ctx context.Context) error {
 		// 0 means the default rate; -1 no limit.
 		PublishRate: &httpapi.RateLimit{Rate: float64(cfg.RatePublish)},
 		OnRequest:   met.onRequest,
+		ReadyDetail: func(ctx context.Context) (any, error) {
+			st, err := m.registry.Status(ctx)
+			if err != nil {
+				return nil, err
+			}
+			type projection struct {
+				Name     string `json:"name"`
+				Saved    bool   `json:"saved"`
+				Position string `json:"position"`
+				Pending  int64  `json:"pending"`
+				Lag      string `json:"lag"`
+			}
+			out := make([]projection, len(st))
+			for i, p := range st {
+				out[i] = projection{Name: p.Name, Saved: p.Saved, Position: fmt.Sprintf("%d:%d", p.Position.Txid, p.Position.ID), Pending: p.Pending, Lag: p.Lag.String()}
+			}
+			return map[string]any{"projections": out}, nil
+		},
 		Ready: func(ctx context.Context) error {
 			if err := m.store.Ping(ctx); err != nil {
 				return err
@@ -237,10 +255,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.listener, err = net.Listen("tcp", cfg.Addr)
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("ROOMLOG_ADDR: %w", err)
 	}
+	m.listener = sendBufferListener{ln}
 	m.server = &http.Server{
 		Handler:           metricsHandler(m.Registry, api.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -296,6 +315,24 @@ func (m *Main) Close() error {
 		m.closeErr = errors.Join(errs...)
 	})
 	return m.closeErr
+}
+
+// socketSendBuffer caps each connection's kernel send buffer. Left to
+// autotuning, the kernel buffers megabytes for a client that stopped
+// reading, which hides it from the Hub's bounded outbox and write timeout
+// (the slow-client drop) for as long as those megabytes take to fill.
+const socketSendBuffer = 128 << 10
+
+// sendBufferListener sets socketSendBuffer on every accepted TCP connection.
+type sendBufferListener struct{ net.Listener }
+
+// Accept implements net.Listener.
+func (l sendBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok && err == nil {
+		_ = tc.SetWriteBuffer(socketSendBuffer) // best effort: a failure only restores autotuning
+	}
+	return c, err
 }
 
 func newVerifier(cfg Config) (*auth.Verifier, error) {

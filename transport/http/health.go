@@ -16,6 +16,8 @@ const readyTimeout = 3 * time.Second
 
 type statusJSON struct {
 	Status string `json:"status"`
+	// Detail is Params.ReadyDetail's answer on a ready /readyz.
+	Detail any `json:"detail,omitempty"`
 }
 
 // healthz is GET /healthz: the process is up and serving.
@@ -43,5 +45,15 @@ func (s *Server) readyz(c *gin.Context) {
 			return
 		}
 	}
-	s.writeJSON(c, http.StatusOK, statusJSON{Status: "ok"})
+	answer := statusJSON{Status: "ok"}
+	if s.readyDetail != nil {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
+		defer cancel()
+		if d, err := s.readyDetail(ctx); err != nil {
+			s.logger.WarnContext(ctx, "readiness detail", attrError, err)
+		} else {
+			answer.Detail = d
+		}
+	}
+	s.writeJSON(c, http.StatusOK, answer)
 }

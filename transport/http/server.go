@@ -110,6 +110,10 @@ type Params struct {
 	// error that is a *domain.Error shows its message; any other error
 	// shows only "not ready".
 	Ready func(ctx context.Context) error
+	// ReadyDetail, if set, adds details to a ready answer of GET /readyz
+	// (the lead wires the projections' progress); an error leaves them
+	// out without making the service unready.
+	ReadyDetail func(ctx context.Context) (any, error)
 	// Logger receives request and error logs. nil discards them.
 	Logger *slog.Logger
 	// Config tunes limits and timeouts; nil means the defaults.
@@ -119,20 +123,27 @@ type Params struct {
 	// PublishRate limits publish requests per API key; nil means the
 	// defaults (see RateLimit).
 	PublishRate *RateLimit
+	// OnRequest, if set, is called once per request after it completes,
+	// with its route template ("unmatched" for unknown paths, never the
+	// raw path), status and duration; for metrics. It must be safe for
+	// concurrent use and must not block.
+	OnRequest func(method, route string, status int, took time.Duration)
 }
 
 // Server is roomlog's REST API. Create it with NewServer; it is safe for
 // concurrent use.
 type Server struct {
-	store      Store
-	users      Authenticator
-	producers  Producers
-	presence   PresenceReader
-	readModels ReadModels
-	ready      func(ctx context.Context) error
-	logger     *slog.Logger
-	cfg        Config
-	engine     *gin.Engine
+	store       Store
+	users       Authenticator
+	producers   Producers
+	presence    PresenceReader
+	readModels  ReadModels
+	ready       func(ctx context.Context) error
+	readyDetail func(ctx context.Context) (any, error)
+	logger      *slog.Logger
+	cfg         Config
+	engine      *gin.Engine
+	onRequest   func(method, route string, status int, took time.Duration)
 
 	publishLimit *keyBuckets
 }
@@ -158,14 +169,16 @@ func NewServer(p Params) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		store:      p.Store,
-		users:      p.Users,
-		producers:  p.Producers,
-		presence:   p.Presence,
-		readModels: p.ReadModels,
-		ready:      p.Ready,
-		logger:     logger.With("subsystem", "http"),
-		cfg:        cfg,
+		store:       p.Store,
+		users:       p.Users,
+		producers:   p.Producers,
+		presence:    p.Presence,
+		readModels:  p.ReadModels,
+		ready:       p.Ready,
+		readyDetail: p.ReadyDetail,
+		logger:      logger.With("subsystem", "http"),
+		cfg:         cfg,
+		onRequest:   p.OnRequest,
 	}
 	rl := p.PublishRate.WithDefaults()
 	if err := rl.validate(); err != nil {
@@ -235,12 +248,16 @@ func (s *Server) logRequests(c *gin.Context) {
 		if c.Writer.Status() >= 500 {
 			level = slog.LevelWarn
 		}
+		took := time.Since(start)
 		s.logger.Log(c.Request.Context(), level, "request",
 			attrMethod, c.Request.Method,
 			attrRoute, route(c),
 			attrStatus, c.Writer.Status(),
-			attrDuration, time.Since(start),
+			attrDuration, took,
 			attrBytes, c.Writer.Size())
+		if s.onRequest != nil {
+			s.onRequest(c.Request.Method, route(c), c.Writer.Status(), took)
+		}
 	}()
 	c.Next()
 }

@@ -1,0 +1,7 @@
+//go:build !bench
+
+package main
+
+// benchBuild reports whether this is a benchmark build (-tags bench). Only
+// such a build honours ROOMLOG_UNSAFE_ASYNC_COMMIT.
+const benchBuild = false

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/roomlog/roomlog/domain"
+	"github.com/roomlog/roomlog/eventstore"
+	httpapi "github.com/roomlog/roomlog/transport/http"
+	"github.com/roomlog/roomlog/transport/socketio"
+)
+
+// metrics holds roomlogd's Prometheus collectors. The library packages
+// know nothing of Prometheus: each exposes a small hook (eventstore's
+// Config.OnCommit, projector.Fanout.OnEmit, httpapi.Params.OnRequest, the
+// Hub's Stats) and metrics turns those into series. Every label is bounded:
+// event types are the catalogue's names plus "extension", HTTP routes are
+// gin's templates, and there is never a room, user or socket label.
+type metrics struct {
+	commitDuration  prometheus.Histogram
+	commitRows      prometheus.Histogram
+	commitSubmits   prometheus.Histogram
+	published       *prometheus.CounterVec
+	fanoutLag       prometheus.Histogram
+	fanoutEmitted   prometheus.Counter
+	catchUpRequests prometheus.Counter
+	catchUpEvents   prometheus.Histogram
+	httpDuration    *prometheus.HistogramVec
+}
+
+// latencyBuckets spans 0.5 ms to ~16 s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.0005, 2, 16)
+
+// newMetrics creates the collectors and registers them, and the Go runtime
+// and process collectors, with reg.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "roomlog_eventstore_commit_duration_seconds",
+			Help:    "Time one group commit took (one transaction, one fsync), from the writer's start to COMMIT returning.",
+			Buckets: latencyBuckets,
+		}),
+		commitRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "roomlog_eventstore_commit_batch_rows",
+			Help:    "Rows (event × room) written by one group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		commitSubmits: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "roomlog_eventstore_commit_batch_submissions",
+			Help:    "Append calls acknowledged by one group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roomlog_http_published_events_total",
+			Help: "Events appended through the REST publish API (idempotent replays excluded), by type; producers' x- events count as \"extension\".",
+		}, []string{"type"}),
+		fanoutLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "roomlog_fanout_lag_seconds",
+			Help:    "Time from the log accepting an event to the live fan-out handing it to the Socket.IO hub (commit→emit).",
+			Buckets: latencyBuckets,
+		}),
+		fanoutEmitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomlog_fanout_emitted_total",
+			Help: "Room deliveries (event × room) the live fan-out handed to the Socket.IO hub.",
+		}),
+		catchUpRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomlog_http_catchup_requests_total",
+			Help: "REST catch-up reads (GET /api/v1/rooms/{room}/events and POST /api/v1/catch-up).",
+		}),
+		catchUpEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "roomlog_http_catchup_events",
+			Help:    "Events returned by one REST catch-up read, all rooms together.",
+			Buckets: []float64{0, 1, 10, 100, 500, 1000, 2000, 5000, 10000},
+		}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "roomlog_http_request_duration_seconds",
+			Help:    "REST request duration by method, route template and status class (Socket.IO's long-lived /socket.io/ requests are not included).",
+			Buckets: latencyBuckets,
+		}, []string{"method", "route", "code"}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.commitDuration, m.commitRows, m.commitSubmits, m.published, m.fanoutLag,
+		m.fanoutEmitted, m.catchUpRequests, m.catchUpEvents, m.httpDuration,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	// Start every catalogue type at zero so that rate() works from the
+	// first publish and dashboards list the types.
+	for _, spec := range domain.Catalogue() {
+		m.published.WithLabelValues(spec.Name)
+	}
+	m.published.WithLabelValues(labelExtension)
+	return m, nil
+}
+
+const labelExtension = "extension"
+
+// onCommit is eventstore.Config.OnCommit.
+func (m *metrics) onCommit(submissions, rows int, took time.Duration) {
+	m.commitDuration.Observe(took.Seconds())
+	m.commitRows.Observe(float64(rows))
+	m.commitSubmits.Observe(float64(submissions))
+}
+
+// onEmit is projector.Fanout.OnEmit.
+func (m *metrics) onEmit(d domain.Delivery) {
+	m.fanoutEmitted.Inc()
+	if !d.OccurredAt.IsZero() {
+		m.fanoutLag.Observe(max(0, time.Since(d.OccurredAt).Seconds()))
+	}
+}
+
+// onRequest is httpapi.Params.OnRequest.
+func (m *metrics) onRequest(method, route string, status int, took time.Duration) {
+	if strings.HasPrefix(route, "/socket.io") {
+		return // a WebSocket's "request" lasts as long as the connection
+	}
+	m.httpDuration.WithLabelValues(methodLabel(method), route, statusClass(status)).Observe(took.Seconds())
+}
+
+// methodLabel bounds the method label: clients choose the method string.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
+func statusClass(code int) string {
+	switch {
+	case code >= 100 && code < 600:
+		return string(rune('0'+code/100)) + "xx"
+	default:
+		return "other"
+	}
+}
+
+// typeLabel maps an event type to a bounded label value.
+func typeLabel(t string) string {
+	if spec, ok := domain.Lookup(t); ok && !spec.Extension {
+		return t
+	}
+	return labelExtension
+}
+
+// meteredStore is the REST API's view of the store, counting published
+// events by type and catch-up reads. Everything else passes through.
+type meteredStore struct {
+	*eventstore.Store
+	m *metrics
+}
+
+var _ httpapi.Store = meteredStore{}
+
+// AppendBatch implements httpapi.Appender.
+func (s meteredStore) AppendBatch(ctx context.Context, reqs []eventstore.AppendRequest) ([]eventstore.AppendResult, error) {
+	res, err := s.Store.AppendBatch(ctx, reqs)
+	if err == nil {
+		for i, r := range res {
+			if !r.Replayed && i < len(reqs) {
+				s.m.published.WithLabelValues(typeLabel(reqs[i].Type)).Inc()
+			}
+		}
+	}
+	return res, err
+}
+
+// ReadRooms implements httpapi.RoomReader.
+func (s meteredStore) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int) ([]eventstore.Page, error) {
+	pages, err := s.Store.ReadRooms(ctx, cursors, limit)
+	if err == nil {
+		n := 0
+		for _, p := range pages {
+			n += len(p.Events)
+		}
+		s.m.catchUpRequests.Inc()
+		s.m.catchUpEvents.Observe(float64(n))
+	}
+	return pages, err
+}
+
+// hubCollector exposes the Socket.IO Hub's counters, read once per scrape
+// from Hub.Stats.
+type hubCollector struct {
+	stats func() socketio.Stats
+
+	sockets, connections, rejected, denied, slow, encoded, written, replays, rereads, recoveries *prometheus.Desc
+}
+
+func newHubCollector(stats func() socketio.Stats) *hubCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("roomlog_socketio_"+name, help, labels, nil)
+	}
+	return &hubCollector{
+		stats:       stats,
+		sockets:     d("sockets", "Sockets connected now."),
+		connections: d("connections_total", "Sockets accepted."),
+		rejected:    d("rejected_handshakes_total", "Handshakes refused (bad credentials, foreign origin)."),
+		denied:      d("joins_denied_total", "Refused joins, subscribes, user-online and typing."),
+		slow:        d("slow_disconnects_total", "Sockets disconnected as too slow (they catch up by replay)."),
+		encoded:     d("frames_encoded_total", "Logged events encoded for live delivery (once per event with local recipients)."),
+		written:     d("deliveries_total", "Frames handed to sockets: one per event per receiving socket."),
+		replays:     d("replays_total", "subscribe requests with after (replay, then live)."),
+		rereads:     d("replay_rereads_total", "Replays that held too many live events and re-read them from the log."),
+		recoveries: d("recoveries_total",
+			"Connection-state recoveries by result (recovered, not_recoverable). Always 0 until the Hub reports recoveries in Stats.", "result"),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.sockets, c.connections, c.rejected, c.denied, c.slow, c.encoded, c.written, c.replays, c.rereads, c.recoveries} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	ch <- prometheus.MustNewConstMetric(c.sockets, prometheus.GaugeValue, float64(s.Sockets))
+	counter(c.connections, s.Connections)
+	counter(c.rejected, s.Rejected)
+	counter(c.denied, s.JoinsDenied)
+	counter(c.slow, s.SlowDisconnects)
+	counter(c.encoded, s.FramesEncoded)
+	counter(c.written, s.FramesWritten)
+	counter(c.replays, s.Replays)
+	counter(c.rereads, s.ReplayRereads)
+	// TODO(issue 8): socketio.Stats has no recovery counters yet; wire
+	// them here when durable connection-state recovery lands.
+	counter(c.recoveries, 0, "recovered")
+	counter(c.recoveries, 0, "not_recoverable")
+}
+
+// metricsHandler serves reg's series at GET /metrics and passes every
+// other request to api untouched (no http.ServeMux: its path cleaning and
+// redirects would change the API's answers to odd paths).
+func metricsHandler(reg *prometheus.Registry, api http.Handler) http.Handler {
+	prom := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			prom.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
+}

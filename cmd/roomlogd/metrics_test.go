@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roomlog/roomlog/domain"
+	"github.com/roomlog/roomlog/eventstore/eventstoretest"
+	"github.com/roomlog/roomlog/transport/auth"
+)
+
+// scrape GETs /metrics and returns every sample, keyed by its series as
+// printed ("name" or `name{label="v",...}`).
+func scrape(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	code, body := do(t, "GET", base+"/metrics", "", "")
+	if code != 200 {
+		t.Fatalf("GET /metrics: %d %s", code, body)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// TestMetrics scrapes /metrics from a running Main: every series of issue 8
+// exists, and the append, fan-out, publish, catch-up and HTTP series move
+// after one publish and one catch-up read. No series carries a room or
+// user label.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	vars := testEnv(eventstoretest.NewURL(t))
+	cfg, err := LoadConfig(func(k string) string { return vars[k] }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	m := NewMain(cfg, &logs)
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
+	defer m.Close()
+	base := "http://" + m.Addr()
+
+	before := scrape(t, base)
+	for _, name := range []string{
+		"roomlog_eventstore_commit_duration_seconds_count",
+		"roomlog_eventstore_commit_batch_rows_count",
+		"roomlog_eventstore_commit_batch_submissions_count",
+		`roomlog_http_published_events_total{type="unread-count-update"}`,
+		`roomlog_http_published_events_total{type="extension"}`,
+		"roomlog_fanout_lag_seconds_count",
+		"roomlog_fanout_emitted_total",
+		"roomlog_socketio_sockets",
+		"roomlog_socketio_deliveries_total",
+		"roomlog_socketio_slow_disconnects_total",
+		`roomlog_socketio_recoveries_total{result="recovered"}`,
+		`roomlog_socketio_recoveries_total{result="not_recoverable"}`,
+		"roomlog_http_catchup_requests_total",
+		"roomlog_http_catchup_events_count",
+		"go_goroutines",
+	} {
+		if _, ok := before[name]; !ok {
+			t.Errorf("series %s missing", name)
+		}
+	}
+
+	code, body := do(t, "POST", base+"/api/v1/events", testKey, `{"event":"unread-count-update","room":"user-u1","payload":{"unreadCount":3}}`)
+	if code != 201 {
+		t.Fatalf("publish %d %s", code, body)
+	}
+	code, body = do(t, "POST", base+"/api/v1/events", testKey, `{"event":"x-bench","room":"user-u1","payload":{"n":1}}`)
+	if code != 201 {
+		t.Fatalf("publish extension %d %s", code, body)
+	}
+	tok, err := auth.MintHS256([]byte(testSecret), domain.Principal{UserID: "u1"}, time.Hour, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := do(t, "GET", base+"/api/v1/rooms/user-u1/events", tok, ""); code != 200 {
+		t.Fatalf("catch-up %d %s", code, body)
+	}
+
+	moved := func(after map[string]float64) error {
+		for name, delta := range map[string]float64{
+			`roomlog_http_published_events_total{type="unread-count-update"}`:                              1,
+			`roomlog_http_published_events_total{type="extension"}`:                                        1,
+			"roomlog_fanout_emitted_total":                                                                 2,
+			"roomlog_fanout_lag_seconds_count":                                                             2,
+			"roomlog_http_catchup_requests_total":                                                          1,
+			"roomlog_http_catchup_events_sum":                                                              2,
+			`roomlog_http_request_duration_seconds_count{code="2xx",method="POST",route="/api/v1/events"}`: 2,
+		} {
+			if got := after[name] - before[name]; got < delta {
+				return fmt.Errorf("%s moved by %v, want %v", name, got, delta)
+			}
+		}
+		for _, name := range []string{"roomlog_eventstore_commit_duration_seconds_count", "roomlog_eventstore_commit_batch_rows_sum"} {
+			if after[name] <= before[name] {
+				return fmt.Errorf("%s did not move", name)
+			}
+		}
+		return nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var after map[string]float64
+	for {
+		after = scrape(t, base)
+		err := moved(after)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a scrape; the fan-out is asynchronous
+	}
+	for name := range after {
+		if strings.Contains(name, "room=") || strings.Contains(name, "user=") || strings.Contains(name, "socket=") {
+			t.Errorf("series %s has a per-room or per-user label", name)
+		}
+	}
+}
+
+func TestMetricLabels(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[int]string{200: "2xx", 201: "2xx", 429: "4xx", 503: "5xx", 99: "other", 600: "other"} {
+		if got := statusClass(in); got != want {
+			t.Errorf("statusClass(%d) = %q, want %q", in, got, want)
+		}
+	}
+	if got := methodLabel("BREW"); got != "other" {
+		t.Errorf("methodLabel(BREW) = %q", got)
+	}
+	if got := typeLabel("x-anything"); got != labelExtension {
+		t.Errorf("typeLabel(x-anything) = %q", got)
+	}
+	if got := typeLabel("new-message"); got != "new-message" {
+		t.Errorf("typeLabel(new-message) = %q", got)
+	}
+	if got := typeLabel("not-a-type"); got != labelExtension {
+		t.Errorf("typeLabel(not-a-type) = %q", got)
+	}
+}
