@@ -17,7 +17,7 @@ GOTESTFLAGS ?= -race
 TEST_TIMEOUT ?= 9m
 FAULTS_TIMEOUT ?= 30m
 FUZZTIME    ?= 10s
-BENCH_ARGS  ?= append
+BENCH_ARGS  ?= all
 
 # DEVELOPMENT-ONLY defaults for `make run`; exported only when the variable is unset.
 DEV_JWT_SECRET   := dev-only-insecure-jwt-secret-change-me-0123456789
@@ -102,7 +102,7 @@ test-faults: ## Fault-injection tests (-tags faults), 30m timeout
 	set -x
 	$(GO) test -count=1 -tags faults -timeout $(FAULTS_TIMEOUT) $(PKGS)
 
-bench: ## Benchmarks: go run ./cmd/roomlog-bench BENCH_ARGS (default: append)
+bench: ## Benchmarks: go run ./cmd/roomlog-bench BENCH_ARGS (default: all = append + Socket.IO scenarios vs Node peer; see docs/benchmarks.md)
 	@$(test_db_env)
 	db_url=$$(scripts/dev-db.sh)
 	export DATABASE_URL="$$db_url"

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/roomlog/roomlog/domain"
+	"github.com/roomlog/roomlog/transport/auth"
+)
+
+// benchOrigin is the frontend origin the bench's roomlogd allows.
+const benchOrigin = "http://localhost:3000"
+
+// server is a system under test the tool started: roomlogd or the Node
+// peer. It always listens on 127.0.0.1.
+type server struct {
+	name string
+	base string // http://127.0.0.1:port
+	cmd  *exec.Cmd
+	logs *lockedBuffer
+	// publish posts one event with payload p to room; roomlogd through
+	// its REST publish API, the peer through POST /publish.
+	publish func(ctx context.Context, c *http.Client, room string, p []byte) error
+	// token mints a socket token for user ("" for the peer: no auth).
+	token func(user string) string
+	// bearer is what catch-up reads send (roomlogd only).
+	bearer string
+	apiKey string
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 1<<20 {
+		return len(p), nil // enough to diagnose; never grow without bound
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// moduleRoot is the directory of roomlog's go.mod.
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("run roomlog-bench inside the roomlog module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// buildRoomlogd builds the benchmark build of roomlogd (-tags bench, the
+// only build that honours ROOMLOG_UNSAFE_ASYNC_COMMIT) into dir.
+func buildRoomlogd(ctx context.Context, root, dir string) (string, error) {
+	bin := filepath.Join(dir, "roomlogd-bench")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "bench", "-o", bin, "./cmd/roomlogd")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build -tags bench ./cmd/roomlogd: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// startRoomlogd starts bin on a fresh port against dbURL, with rate
+// limits off (the bench is the only producer) and, if asyncCommit,
+// synchronous_commit off (NOT durable), and waits for /readyz.
+func startRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool) (*server, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	secret := randHex(24)
+	key := "bench-key-" + randHex(12)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"DATABASE_URL="+dbURL,
+		"ROOMLOG_ADDR="+addr,
+		"ROOMLOG_FRONTEND_URL="+benchOrigin,
+		"ROOMLOG_JWT_SECRET="+secret,
+		"ROOMLOG_API_KEYS=bench:"+key,
+		"ROOMLOG_RATE_PUBLISH=-1",
+		"ROOMLOG_RATE_SOCKET=-1",
+		"ROOMLOG_LOG_LEVEL=warn",
+		"ROOMLOG_ENV=development",
+		fmt.Sprintf("ROOMLOG_UNSAFE_ASYNC_COMMIT=%t", asyncCommit),
+	)
+	logs := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	name := "roomlog"
+	if asyncCommit {
+		name = "roomlog sync_commit=off"
+	}
+	s := &server{name: name, base: "http://" + addr, cmd: cmd, logs: logs, apiKey: key}
+	s.token = func(user string) string {
+		t, err := auth.MintHS256([]byte(secret), domain.Principal{UserID: user, Roles: []domain.Role{domain.RoleAdmin}}, 2*time.Hour, time.Now(), nil)
+		if err != nil {
+			panic(err) // the secret is ours and long enough
+		}
+		return t
+	}
+	s.bearer = s.token("bench-reader")
+	s.publish = func(ctx context.Context, c *http.Client, room string, p []byte) error {
+		body := make([]byte, 0, len(p)+64)
+		body = append(body, `{"event":"x-bench","room":`...)
+		body, _ = appendJSONString(body, room)
+		body = append(body, `,"payload":`...)
+		body = append(body, p...)
+		body = append(body, '}')
+		return post(ctx, c, s.base+"/api/v1/events", "Bearer "+key, body)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := waitReady(ctx, s.base+"/readyz", 60*time.Second); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("roomlogd not ready: %w\n%s", err, logs.String())
+	}
+	return s, nil
+}
+
+// startPeer starts test/js/bench/peer.js and reads its port.
+func startPeer(ctx context.Context, root string) (*server, error) {
+	cmd := exec.Command("node", filepath.Join(root, "test", "js", "bench", "peer.js"))
+	cmd.Env = os.Environ()
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("node peer: %w", err)
+	}
+	s := &server{name: "node socket.io", cmd: cmd, logs: logs}
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+		for sc.Scan() {
+		}
+	}()
+	select {
+	case l := <-line:
+		var v struct{ Port int }
+		if err := json.Unmarshal([]byte(l), &v); err != nil || v.Port == 0 {
+			s.stop()
+			return nil, fmt.Errorf("node peer said %q: %v\n%s", l, err, logs.String())
+		}
+		s.base = fmt.Sprintf("http://127.0.0.1:%d", v.Port)
+	case <-time.After(20 * time.Second):
+		s.stop()
+		return nil, fmt.Errorf("node peer did not start\n%s", logs.String())
+	}
+	s.token = func(string) string { return "" }
+	s.publish = func(ctx context.Context, c *http.Client, room string, p []byte) error {
+		return post(ctx, c, s.base+"/publish?event=x-bench&room="+url.QueryEscape(room), "", p)
+	}
+	return s, nil
+}
+
+// stop asks the server to shut down (SIGTERM) and kills it after 15 s.
+func (s *server) stop() {
+	if s == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func waitReady(ctx context.Context, u string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond) // polling a starting process
+	}
+}
+
+func post(ctx context.Context, c *http.Client, u, authz string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var buf [512]byte
+	n, _ := resp.Body.Read(buf[:])
+	for {
+		if _, err := resp.Body.Read(buf[:]); err != nil {
+			break
+		}
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("POST %s: %d %s", u, resp.StatusCode, buf[:n])
+	}
+	return nil
+}
+
+func appendJSONString(b []byte, s string) ([]byte, error) {
+	q, err := json.Marshal(s)
+	return append(b, q...), err
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

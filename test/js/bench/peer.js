@@ -1,0 +1,67 @@
+// bench/peer.js is the side-by-side peer of cmd/roomlog-bench: a plain
+// Node.js socket.io v4 server with no persistence, no auth and nothing
+// else. Clients join a room with subscribe {room} (acked {ok: true});
+// POST /publish?room=R&event=E with a JSON body emits emit(E, body) to room
+// R and answers 204. It listens on 127.0.0.1 (port from PORT, default 0)
+// and prints {"port": N} on stdout once listening. Loopback only.
+"use strict";
+
+const http = require("http");
+const path = require("path");
+
+function load(name) {
+  const dirs = [process.env.ROOMLOG_NODE_MODULES, path.join(__dirname, "..", "node_modules")].filter(Boolean);
+  for (const d of dirs) {
+    try {
+      return require(path.join(d, name));
+    } catch (e) {
+      if (e.code !== "MODULE_NOT_FOUND") throw e;
+    }
+  }
+  return require(name);
+}
+
+const { Server } = load("socket.io");
+
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, "http://127.0.0.1");
+  if (req.method !== "POST" || url.pathname !== "/publish") {
+    res.writeHead(404).end();
+    return;
+  }
+  const room = url.searchParams.get("room");
+  const event = url.searchParams.get("event") || "message";
+  const chunks = [];
+  req.on("data", (c) => chunks.push(c));
+  req.on("end", () => {
+    let payload;
+    try {
+      payload = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    } catch (e) {
+      res.writeHead(400).end();
+      return;
+    }
+    io.to(room).emit(event, payload);
+    res.writeHead(204).end();
+  });
+});
+server.keepAliveTimeout = 120000;
+
+const io = new Server(server, { serveClient: false, transports: ["websocket"], cors: { origin: "*" } });
+io.on("connection", (socket) => {
+  // Memory: the request object is not needed after the handshake.
+  socket.conn.request = null;
+  socket.on("subscribe", (arg, ack) => {
+    if (arg && typeof arg.room === "string") socket.join(arg.room);
+    if (typeof ack === "function") ack({ ok: true });
+  });
+});
+
+server.listen(Number(process.env.PORT || 0), "127.0.0.1", () => {
+  process.stdout.write(JSON.stringify({ port: server.address().port }) + "\n");
+});
+process.on("SIGTERM", () => {
+  io.close();
+  server.close(() => process.exit(0));
+  setTimeout(() => process.exit(0), 2000).unref();
+});
