@@ -366,7 +366,12 @@ func TestFaultSlowConsumers(t *testing.T) {
 	}
 	lf, _ := checkLog(t, pool)
 	growth := peak.Load() - rss0
-	limit := max(2*baseP99, baseP99+25*time.Millisecond)
+	// A frozen client that blocked fan-out would stall everyone for the
+	// hub's WriteTimeout (10 s): multi-second p99s. The margin tolerates a
+	// shared 2-core machine's whole-system slowdowns (seen: p50 and p99
+	// both shifted by hundreds of ms while other suites ran) without
+	// hiding such a stall.
+	limit := max(3*baseP99, baseP99+time.Second)
 	t.Logf("FIGURES slow-consumers: normal=%d frozen=%d rate=%d/s payload=1KB acked=%d failed_or_missed=%d log_rows=%d "+
 		"baseline p50=%v p99=%v (n=%d) | with-frozen p50=%v p99=%v (n=%d) limit=%v | rss_before=%dMB peak=%dMB growth=%.1fMB | "+
 		"slow_disconnects=%d all_dropped_within=%v frozen_reconnected=%d/%d frozen_caught_up_in=%v normal_reconnects=%d | "+
@@ -390,8 +395,6 @@ func TestFaultSlowConsumers(t *testing.T) {
 	if len(base) == 0 || len(during) == 0 {
 		t.Fatalf("no latency samples: baseline %d, with frozen %d", len(base), len(during))
 	}
-	// 2× the baseline p99, with a 25 ms floor on the margin so that a very
-	// quiet baseline on a shared 2-core machine does not make noise fatal.
 	if durP99 > limit {
 		t.Errorf("normal clients' p99 %v with frozen clients, baseline %v: want ≤ %v", durP99, baseP99, limit)
 	}

@@ -115,6 +115,10 @@ func (l *socketLimiter) middleware(event []any, next func(error)) {
 	}
 }
 
+// closeGrace is how long a socket dropped for flooding keeps its transport
+// before it is closed.
+const closeGrace = 250 * time.Millisecond
+
 // errBadEvent is what the library receives for a malformed event.
 var errBadEvent = domain.Errorf(domain.CodeInvalid, "malformed event")
 
@@ -122,6 +126,10 @@ var errBadEvent = domain.Errorf(domain.CodeInvalid, "malformed event")
 // Hub's disconnect stats show, off the packet path (the transport's own).
 func (l *socketLimiter) closeTransport(reason string) {
 	go func() {
+		// Give the transport a moment to flush the rate_limited acks
+		// already written, so the client learns why it is dropped;
+		// OnClose discards whatever is still buffered.
+		time.Sleep(closeGrace)
 		if closer, ok := l.c.sock.Conn().(interface{ OnClose(string, ...error) }); ok {
 			closer.OnClose(reason)
 			return
