@@ -161,6 +161,7 @@ func (m *Main) Run(ctx context.Context) error {
 			NodeID:          cfg.NodeID,
 			MaxPayloadBytes: cfg.MaxPayloadBytes,
 			Rate:            socketio.RateLimit{Rate: float64(cfg.RateSocket)},
+			RecoveryWindow:  cfg.RecoveryWindow,
 		},
 	})
 	if err != nil {

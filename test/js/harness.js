@@ -9,7 +9,13 @@
 //              onConnect events are emitted inside the "connect" handler, as
 //              the product's client does; with req they take an ack.
 //   emit       {id, event, args, req?}   with req: ack reported as "ack".
+//   state      {id}  reports {t:"state", id, pid, offset}: the socket's
+//              recovery session as socket.io-client keeps it.
 //   disconnect {id}
+//   drop       {id, url?}  closes the socket's Engine.IO transport from the
+//              client side (socket.io.engine.close()), as a network loss
+//              would; with url the Manager reconnects there (another server
+//              process). Needs opts.reconnection: true to come back.
 //   swarm      {id, url, opts, tokens: [...], event, args: [...]}
 //              one socket per token (auth.token), each emitting event with an
 //              ack inside its "connect" handler; args may use the string
@@ -17,7 +23,7 @@
 //              arrived (or a socket failed), with counts.
 //   exit
 //
-// Reports ({"t": ...}): ready, connect {id, sid, transport}, upgrade {id,
+// Reports ({"t": ...}): ready, connect {id, sid, transport, recovered}, upgrade {id,
 // transport}, connect_error {id, message, data}, disconnect {id, reason},
 // event {id, event, args}, ack {id, req, resp}, swarm {...}, error {message}.
 "use strict";
@@ -48,14 +54,15 @@ function out(o) {
 function attach(id, s) {
   s.on("connect", () => {
     const engine = s.io.engine;
-    out({ t: "connect", id, sid: s.id, transport: engine.transport.name });
+    out({ t: "connect", id, sid: s.id, transport: engine.transport.name, recovered: !!s.recovered });
   });
   s.io.on("open", () => {
     s.io.engine.on("upgrade", (tr) => out({ t: "upgrade", id, transport: tr.name }));
   });
   s.on("connect_error", (err) => out({ t: "connect_error", id, message: err.message, data: err.data ?? null }));
   s.on("disconnect", (reason) => out({ t: "disconnect", id, reason }));
-  s.onAny((event, ...args) => out({ t: "event", id, event, args }));
+  // session-offset only moves the client's recovery offset.
+  s.onAny((event, ...args) => { if (event !== "session-offset") out({ t: "event", id, event, args }); });
 }
 
 function emit(id, s, e) {
@@ -69,12 +76,26 @@ function emit(id, s, e) {
 
 const ops = {
   connect(c) {
-    const s = io(c.url, Object.assign({ forceNew: true, reconnection: false }, c.opts || {}));
+    const opts = Object.assign({ forceNew: true, reconnection: false }, c.opts || {});
+    // With session {pid, offset}, the socket presents that recovery
+    // session in its first CONNECT (as a stolen pid would be).
+    if (c.session) opts.autoConnect = false;
+    const s = io(c.url, opts);
     sockets.set(c.id, s);
     attach(c.id, s);
     for (const e of c.onConnect || []) {
       s.on("connect", () => emit(c.id, s, e));
     }
+    if (c.session) {
+      s._pid = c.session.pid;
+      s._lastOffset = c.session.offset;
+      s.connect();
+    }
+  },
+  state(c) {
+    const s = sockets.get(c.id);
+    if (!s) return out({ t: "error", message: `no socket ${c.id}` });
+    out({ t: "state", id: c.id, pid: s._pid ?? null, offset: s._lastOffset ?? null });
   },
   emit(c) {
     const s = sockets.get(c.id);
@@ -84,6 +105,12 @@ const ops = {
   disconnect(c) {
     const s = sockets.get(c.id);
     if (s) s.disconnect();
+  },
+  drop(c) {
+    const s = sockets.get(c.id);
+    if (!s) return out({ t: "error", message: `no socket ${c.id}` });
+    if (c.url) s.io.uri = c.url;
+    if (s.io.engine) s.io.engine.close();
   },
   swarm(c) {
     const n = c.tokens.length;

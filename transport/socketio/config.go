@@ -65,6 +65,10 @@ type Config struct {
 	// Rate limits each socket's client events; the zero value means the
 	// defaults (see RateLimit).
 	Rate RateLimit
+	// RecoveryWindow is how long after a disconnect a client may still
+	// recover its session (Socket.IO connection state recovery): its
+	// rooms and every event it missed. Default 24h; at least 1s.
+	RecoveryWindow time.Duration
 }
 
 // WithDefaults returns c with zero fields replaced by their defaults. c may
@@ -117,6 +121,9 @@ func (c *Config) WithDefaults() Config {
 	if out.ConnectTimeout <= 0 {
 		out.ConnectTimeout = 45 * time.Second
 	}
+	if out.RecoveryWindow <= 0 {
+		out.RecoveryWindow = 24 * time.Hour
+	}
 	return out
 }
 
@@ -148,6 +155,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxPayloadBytes < 1024 {
 		errs = append(errs, fmt.Errorf("socketio: Config.MaxPayloadBytes must be at least 1024, got %d", c.MaxPayloadBytes))
+	}
+	if c.RecoveryWindow < time.Second {
+		errs = append(errs, fmt.Errorf("socketio: Config.RecoveryWindow must be at least 1s, got %s", c.RecoveryWindow))
 	}
 	return errors.Join(errs...)
 }

@@ -44,10 +44,35 @@ type conn struct {
 	// its presence session is registered.
 	pmu    sync.Mutex
 	online bool
+
+	// Connection state recovery (see recovery.go). pid is the socket's
+	// private session id ("" without a SessionStore).
+	pid string
+	// maxPos is the highest log position queued for the socket with an
+	// offset; guarded by mu. A room joined later starts after it, so the
+	// socket's offsets only ever grow.
+	maxPos domain.Position
+	// recovering is true while a recovered socket replays what it missed;
+	// live events then wait in held (at most Hub.pendingMax, else
+	// heldOverflow and the replay reads them from the log). Guarded by mu.
+	recovering   bool
+	held         []pendingFrame
+	heldOverflow bool
+	// hw is the last offset written to the client; only the writer
+	// goroutine uses it.
+	hw domain.Position
+	// smu serialises session writes; sessionGone stops them after an
+	// explicit disconnect deleted the session.
+	smu         sync.Mutex
+	sessionGone bool
 }
 
 // roomState is one room of one socket.
 type roomState struct {
+	// from is the log position the socket joined the room at: live
+	// events at or before it are not the socket's (they committed before
+	// the join) and recovery does not replay them either.
+	from domain.Position
 	// lastSeq is the last seq delivered (live or replayed); live events
 	// at or below it are duplicates and skipped.
 	lastSeq int64
@@ -62,6 +87,7 @@ type roomState struct {
 
 type pendingFrame struct {
 	seq int64
+	pos domain.Position
 	f   *frame
 }
 
@@ -82,10 +108,22 @@ func newConn(h *Hub, s *socket.Socket, p domain.Principal) *conn {
 
 // deliver queues a logged event of room for the socket, unless the socket
 // already has it or is replaying the room.
-func (c *conn) deliver(room domain.Room, seq int64, f *frame) {
+func (c *conn) deliver(room domain.Room, seq int64, pos domain.Position, f *frame) {
 	c.mu.Lock()
 	st := c.rooms[room]
-	if st == nil || c.closed {
+	if st == nil || c.closed || !st.from.Less(pos) {
+		c.mu.Unlock()
+		return
+	}
+	if c.recovering {
+		switch {
+		case c.heldOverflow:
+		case len(c.held) >= c.h.pendingMax:
+			c.held, c.heldOverflow = nil, true
+			c.h.stats.rereads.Add(1)
+		default:
+			c.held = append(c.held, pendingFrame{seq: seq, pos: pos, f: f})
+		}
 		c.mu.Unlock()
 		return
 	}
@@ -99,7 +137,7 @@ func (c *conn) deliver(room domain.Room, seq int64, f *frame) {
 			st.pending, st.overflowed = nil, true
 			c.h.stats.rereads.Add(1)
 		default:
-			st.pending = append(st.pending, pendingFrame{seq: seq, f: f})
+			st.pending = append(st.pending, pendingFrame{seq: seq, pos: pos, f: f})
 		}
 		c.mu.Unlock()
 		return
@@ -109,6 +147,9 @@ func (c *conn) deliver(room domain.Room, seq int64, f *frame) {
 		return
 	}
 	st.lastSeq = seq
+	if c.maxPos.Less(pos) {
+		c.maxPos = pos
+	}
 	ok := c.out.push(item{f: f})
 	c.mu.Unlock()
 	if !ok {
@@ -227,7 +268,19 @@ func (c *conn) awaitDrain() bool {
 
 // write hands one frame to the Engine.IO socket. The frame's bytes are
 // shared by every socket; only the small reader around them is per socket.
+//
+// A frame with an offset whose position is not beyond the last offset the
+// client got (a subscribe hand-off after later events of another room) is
+// written without it, so the client's offset never moves backwards: an
+// offset that went back would make the next recovery repeat events.
 func (c *conn) write(f *frame) {
+	if f.offset {
+		if c.hw.Less(f.pos) {
+			c.hw = f.pos
+		} else if f = f.plain; f == nil {
+			return
+		}
+	}
 	c.sock.Conn().Write(types.NewStringBuffer(f.text), &packet.Options{WsPreEncodedFrame: f.ws}, nil)
 	c.h.stats.written.Add(1)
 }
@@ -251,8 +304,12 @@ func (c *conn) addRooms(rooms ...domain.Room) error {
 		return domain.Errorf(domain.CodeInvalid, "a socket may be in at most %d rooms", c.h.cfg.MaxRoomsPerSocket)
 	}
 	c.h.mu.Lock()
+	// Live events after h.pos reach the socket from now on; a room never
+	// starts before what the socket already got (maxPos), which a
+	// recovery may have read ahead of this node's fan-out.
+	from := later(c.h.pos, c.maxPos)
 	for _, r := range added {
-		c.rooms[r] = &roomState{}
+		c.rooms[r] = &roomState{from: from}
 		c.h.indexLocked(r, c)
 	}
 	c.h.mu.Unlock()

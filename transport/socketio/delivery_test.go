@@ -208,8 +208,12 @@ func TestCatalogueDelivery(t *testing.T) {
 				if md.Seq != s.res.Deliveries[i].Seq || md.ID != s.res.EventID || err != nil || !at.Equal(s.res.At) {
 					t.Errorf("%s %s: meta %+v, want room %s seq %d id %s at %s", c.id, s.event, md, room, s.res.Deliveries[i].Seq, s.res.EventID, s.res.At)
 				}
-				if len(m.Args) != 2 {
-					t.Errorf("%s %s: %d arguments, want payload and meta", c.id, s.event, len(m.Args))
+				// payload, meta and the recovery offset "txid:id", last.
+				var off string
+				if len(m.Args) != 3 || json.Unmarshal(m.Args[2], &off) != nil {
+					t.Errorf("%s %s: %d arguments, want payload, meta and offset", c.id, s.event, len(m.Args))
+				} else if _, err := eventstore.ParsePosition(off); err != nil {
+					t.Errorf("%s %s: offset: %v", c.id, s.event, err)
 				}
 			}
 		}

@@ -56,6 +56,24 @@
 // to the rest of the room: volatile, never logged, carried to the other
 // nodes by PostgreSQL NOTIFY (Volatile) when configured.
 //
+// # Connection state recovery
+//
+// socket.io-client v4.6+ recovers a dropped connection on its own: it
+// sends its private session id and the offset of the last event it got,
+// and exposes socket.recovered. The Hub keeps sessions in PostgreSQL
+// (SessionStore, implemented by eventstore) and makes each logged event's
+// log Position ("txid:id") its offset, the last argument of the frame:
+// emit(event, payload, meta, offset). A new socket also receives
+// emit("session-offset", offset) at once. Within Config.RecoveryWindow,
+// on any process, after a graceful stop or a SIGKILL, a recovering socket
+// gets its rooms back (re-authorised for the re-authenticated token, whose
+// user must own the session) and every event of those rooms it missed, in
+// order and exactly once, then live events. Otherwise recovered is false
+// and the client follows the spec's reconnect policy. Events that a
+// subscribe replays from a room's history carry no offset and are not
+// recovered (a client resubscribes). See recovery.go for why recovery can
+// neither lose nor repeat an event.
+//
 // # Two races in the library
 //
 // zishang520/socket.io v3.0.6 replies to a CONNECT before it registers the

@@ -137,7 +137,7 @@ func (c *conn) joinByID(mk func(string) (domain.Room, error), also ...domain.Roo
 
 // leaveByID handles leave-*-room(id).
 func (c *conn) leaveByID(mk func(string) (domain.Room, error), also ...domain.Room) handler {
-	return func(_ context.Context, args []any) error {
+	return func(ctx context.Context, args []any) error {
 		id, err := idArg(args, 0)
 		if err != nil {
 			return err
@@ -147,7 +147,7 @@ func (c *conn) leaveByID(mk func(string) (domain.Room, error), also ...domain.Ro
 			return err
 		}
 		c.removeRooms(append([]domain.Room{room}, also...)...)
-		return nil
+		return c.persist(ctx)
 	}
 }
 
@@ -158,7 +158,10 @@ func (c *conn) join(ctx context.Context, rooms ...domain.Room) error {
 			return err
 		}
 	}
-	return c.addRooms(rooms...)
+	if err := c.addRooms(rooms...); err != nil {
+		return err
+	}
+	return c.persist(ctx)
 }
 
 // authorize applies domain.CanJoin, reading membership for shared rooms.
@@ -264,7 +267,7 @@ func (c *conn) typing(start bool) handler {
 }
 
 // unsubscribe handles unsubscribe({room}).
-func (c *conn) unsubscribe(_ context.Context, args []any) error {
+func (c *conn) unsubscribe(ctx context.Context, args []any) error {
 	obj, err := objectArg(args, 0)
 	if err != nil {
 		return err
@@ -274,7 +277,7 @@ func (c *conn) unsubscribe(_ context.Context, args []any) error {
 		return err
 	}
 	c.removeRooms(room)
-	return nil
+	return c.persist(ctx)
 }
 
 // onSubscribe handles subscribe({room, after?}) for any room the socket may
@@ -313,11 +316,18 @@ func (c *conn) onSubscribe(raw ...any) {
 		return
 	}
 	if after < 0 {
-		reply(c.addRooms(room))
+		if err = c.addRooms(room); err == nil {
+			err = c.persistNow()
+		}
+		reply(err)
 		return
 	}
 	c.h.stats.replays.Add(1)
 	if err := c.replay(room, after); err != nil {
+		reply(err)
+		return
+	}
+	if err := c.persistNow(); err != nil {
 		reply(err)
 		return
 	}
@@ -346,9 +356,9 @@ func (c *conn) replay(room domain.Room, after int64) error {
 		return domain.Errorf(domain.CodeInvalid, "a socket may be in at most %d rooms", c.h.cfg.MaxRoomsPerSocket)
 	}
 	if fresh {
-		st = &roomState{}
-		c.rooms[room] = st
 		c.h.mu.Lock()
+		st = &roomState{from: later(c.h.pos, c.maxPos)}
+		c.rooms[room] = st
 		c.h.indexLocked(room, c)
 		c.h.mu.Unlock()
 	}
@@ -372,7 +382,7 @@ func (c *conn) replay(room domain.Room, after int64) error {
 			return fmt.Errorf("replay %s: %w", room, err)
 		}
 		for _, d := range page.Events {
-			f, err := encodeDelivery(d)
+			f, err := encodeHistory(d)
 			if err != nil {
 				c.abortReplay(room, st, fresh, prevLast)
 				return fmt.Errorf("replay %s: %w", room, err)

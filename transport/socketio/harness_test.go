@@ -282,6 +282,9 @@ type jsMsg struct {
 	ID        string            `json:"id"`
 	SID       string            `json:"sid"`
 	Transport string            `json:"transport"`
+	Recovered bool              `json:"recovered"`
+	PID       *string           `json:"pid"`
+	Offset    *string           `json:"offset"`
 	Event     string            `json:"event"`
 	Args      []json.RawMessage `json:"args"`
 	Reason    string            `json:"reason"`

@@ -89,6 +89,10 @@ type HubParams struct {
 	// Volatile carries typing indicators to the other nodes. Optional:
 	// without it they reach this node's sockets only.
 	Volatile Volatile
+	// Sessions keeps Socket.IO sessions for connection state recovery.
+	// Optional: by default Rooms, if it implements SessionStore (as
+	// *eventstore.Store does); without one, clients never recover.
+	Sessions SessionStore
 	// Logger receives the Hub's logs. Default: discard.
 	Logger *slog.Logger
 	// Now returns the current time. Default time.Now.
@@ -117,6 +121,15 @@ type Hub struct {
 	mu    sync.RWMutex
 	conns map[socket.SocketId]*conn
 	index map[domain.Room]map[*conn]struct{}
+	// pos is the last log position Emit handled (or the tail position at
+	// Start): sockets joining a room now receive its events after pos.
+	pos domain.Position
+
+	// sessions keeps recovery sessions; nil disables recovery.
+	sessions SessionStore
+	// restores holds, from the handshake to onConnection, what
+	// RestoreSession found for a recovering socket (by socket id).
+	restores sync.Map
 
 	stopping atomic.Bool
 	crashed  atomic.Bool // tests: Stop leaves presence to the sweepers
@@ -174,6 +187,10 @@ func NewHub(p HubParams) (*Hub, error) {
 		pendingMax: cfg.OutboundQueue,
 	}
 	h.logger = logger.With("subsystem", "socketio", "node", h.node)
+	h.sessions = p.Sessions
+	if h.sessions == nil {
+		h.sessions, _ = p.Rooms.(SessionStore)
+	}
 	h.stats.disconnects = map[string]uint64{}
 
 	opts := socket.DefaultServerOptions()
@@ -186,7 +203,16 @@ func NewHub(p HubParams) (*Hub, error) {
 	opts.SetPingTimeout(cfg.PingTimeout)
 	opts.SetConnectTimeout(cfg.ConnectTimeout)
 	opts.SetTransports(types.NewSet[transports.TransportCtor](&pollingBuilder{}, engine.WebSocket))
-	opts.SetAdapter(adapterBuilder{})
+	if h.sessions != nil {
+		csr := &socket.ConnectionStateRecovery{}
+		// Both set explicitly: the library only defaults them for its own
+		// adapter. Middlewares run on recovery too, so a recovering
+		// handshake is authenticated again.
+		csr.SetMaxDisconnectionDuration(cfg.RecoveryWindow.Milliseconds())
+		csr.SetSkipMiddlewares(false)
+		opts.SetConnectionStateRecovery(csr)
+	}
+	opts.SetAdapter(adapterBuilder{h: h})
 	h.io = socket.NewServer(nil, opts)
 	h.eio = engine.NewServer(opts)
 	// Registered before Bind, so it runs before the Socket.IO client is
@@ -233,9 +259,24 @@ func (h *Hub) Start(ctx context.Context) error {
 			return fmt.Errorf("socketio: register node: %w", err)
 		}
 	}
+	if h.sessions != nil {
+		// Until the fan-out emits, sockets start at the tail as of now.
+		start, err := h.sessions.TailStart(ctx)
+		if err != nil {
+			return fmt.Errorf("socketio: tail start: %w", err)
+		}
+		h.mu.Lock()
+		if h.pos.Less(start) {
+			h.pos = start
+		}
+		h.mu.Unlock()
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
 	h.started = true
+	if h.sessions != nil {
+		h.loops.Go(func() { h.sessionLoop(runCtx) })
+	}
 	if h.presence != nil {
 		h.loops.Go(func() { h.heartbeatLoop(runCtx) })
 		h.loops.Go(func() { h.sweepLoop(runCtx) })
@@ -384,6 +425,22 @@ func (h *Hub) authenticate(s *socket.Socket, next func(*socket.ExtendedError)) {
 		next(socket.NewExtendedError("unavailable", map[string]any{"code": 503}))
 		return
 	}
+	if s.Recovered() {
+		r, ok := s.Data().(*restored)
+		if !ok || r.sess.UserID != p.UserID {
+			// A pid alone is not a credential: only the session's own
+			// user may restore it.
+			h.stats.rejected.Add(1)
+			h.logger.Warn("session recovery refused: the session belongs to another user", "user", p.UserID, "address", s.Handshake().Address)
+			h.openGate(s.Conn().Id())
+			next(unauthorized())
+			return
+		}
+		h.restores.Store(s.Id(), r)
+		// Taken by onConnection; forgotten if the connection ends first.
+		id := s.Id()
+		_ = s.Conn().Once("close", func(...any) { h.restores.CompareAndDelete(id, r) })
+	}
 	s.SetData(p)
 	next(nil)
 }
@@ -406,13 +463,35 @@ func (h *Hub) onConnection(args ...any) {
 		return
 	}
 	c := newConn(h, s, p)
+	var rec *restored
+	if v, ok := h.restores.LoadAndDelete(s.Id()); ok && s.Recovered() {
+		rec = v.(*restored)
+	}
+	if h.sessions != nil {
+		c.pid = privateSessionID(s)
+		if c.pid == "" {
+			h.logger.Error("cannot read the socket's private session id; connection state recovery is off for it", "socket", c.id)
+		}
+		// Live events wait until the replay of what the socket missed is
+		// queued (see recover).
+		c.recovering = rec != nil
+	}
 	c.registerHandlers()
 	h.mu.Lock()
+	if old := h.conns[s.Id()]; old != nil {
+		// A recovered socket keeps its id; the old socket (its transport
+		// not yet known to be dead) is replaced.
+		h.logger.Info("socket id recovered while its old socket is still open", "socket", c.id)
+	}
 	h.conns[s.Id()] = c
 	h.mu.Unlock()
 	h.stats.connections.Add(1)
 	// Every authenticated socket receives global events.
-	c.addRooms(domain.RoomGlobal)
+	if rec != nil {
+		c.restoreRooms(rec)
+	} else {
+		_ = c.addRooms(domain.RoomGlobal)
+	}
 	_ = s.On("disconnect", func(reason ...any) {
 		r, _ := reason[0].(string)
 		if len(reason) > 1 && reason[1] != nil {
@@ -428,6 +507,13 @@ func (h *Hub) onConnection(args ...any) {
 		return
 	}
 	c.startWriter()
+	if h.sessions != nil {
+		if rec != nil {
+			c.recover(rec)
+		} else {
+			c.startSession()
+		}
+	}
 	h.logger.Debug("socket connected", "socket", string(s.Id()), "user", p.UserID, "transport", s.Conn().Transport().Name())
 }
 
@@ -451,7 +537,9 @@ func (h *Hub) onDisconnect(c *conn, reason string) {
 	c.rooms = nil
 	c.mu.Unlock()
 	h.mu.Lock()
-	delete(h.conns, c.sock.Id())
+	if h.conns[c.sock.Id()] == c {
+		delete(h.conns, c.sock.Id())
+	}
 	for _, r := range rooms {
 		h.unindexLocked(r, c)
 	}
@@ -460,6 +548,9 @@ func (h *Hub) onDisconnect(c *conn, reason string) {
 	h.logger.Debug("socket disconnected", "socket", c.id, "user", c.p.UserID, "reason", reason)
 	if h.presence != nil && !h.stopping.Load() {
 		h.goBackground(func() { c.goOffline(at) })
+	}
+	if h.sessions != nil && c.pid != "" && !h.crashed.Load() {
+		h.goBackground(func() { c.endSession(reason) })
 	}
 }
 
@@ -493,6 +584,23 @@ func (h *Hub) unindexLocked(r domain.Room, c *conn) {
 	}
 }
 
+// emitTargets records d as the last emitted position and returns the local
+// sockets in d.Room, in one critical section with joins: a socket that
+// joins the room after it starts after d (conn.addRooms).
+func (h *Hub) emitTargets(d domain.Delivery) []*conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pos.Less(d.Position) {
+		h.pos = d.Position
+	}
+	set := h.index[d.Room]
+	out := make([]*conn, 0, len(set))
+	for c := range set {
+		out = append(out, c)
+	}
+	return out
+}
+
 // members returns the local sockets in room.
 func (h *Hub) members(room domain.Room) []*conn {
 	h.mu.RLock()
@@ -518,7 +626,7 @@ func (h *Hub) Emit(ctx context.Context, d domain.Delivery) error {
 	if internalEvents[d.Type] {
 		return nil
 	}
-	targets := h.members(d.Room)
+	targets := h.emitTargets(d)
 	if len(targets) > 0 {
 		f, err := encodeDelivery(d)
 		if err != nil {
@@ -529,7 +637,7 @@ func (h *Hub) Emit(ctx context.Context, d domain.Delivery) error {
 		}
 		h.stats.encoded.Add(1)
 		for _, c := range targets {
-			c.deliver(d.Room, d.Seq, f)
+			c.deliver(d.Room, d.Seq, d.Position, f)
 		}
 	}
 	if d.Type == domain.EventParticipantRemoved {
@@ -561,6 +669,8 @@ func (h *Hub) revoke(d domain.Delivery) {
 		for _, c := range h.members(ch.Room) {
 			if c.p.UserID == ch.UserID && !c.p.IsAdmin() {
 				c.removeRooms(ch.Room)
+				// Emit must not wait on the database.
+				h.goBackground(func() { _ = c.persistNow() })
 				h.logger.Info("membership revoked; socket left room", "socket", c.id, "user", c.p.UserID, "room", ch.Room)
 			}
 		}

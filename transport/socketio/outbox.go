@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/zishang520/socket.io/v3/pkg/types"
+
+	"github.com/roomlog/roomlog/domain"
 )
 
 // frame is one Socket.IO EVENT packet, encoded once and shared by every
@@ -15,6 +17,11 @@ type frame struct {
 	// ws is the Engine.IO message ("4" + text) that the WebSocket
 	// transport sends as a prepared frame.
 	ws types.BufferInterface
+	// offset says the packet ends with pos as a recovery offset; plain is
+	// then the same packet without it (nil for session-offset).
+	offset bool
+	pos    domain.Position
+	plain  *frame
 }
 
 func newFrame(text []byte) *frame {

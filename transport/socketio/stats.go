@@ -28,6 +28,11 @@ type Stats struct {
 	// ReplayRereads counts replays that held too many live events and
 	// read them from the log instead.
 	ReplayRereads uint64
+	// Recovered counts sockets that recovered their session (connection
+	// state recovery); RecoveryFailed counts recovery attempts answered
+	// "not recoverable" (no or expired session, bad offset, database
+	// error) or abandoned.
+	Recovered, RecoveryFailed uint64
 	// Disconnects counts disconnected sockets by reason, e.g. "transport
 	// close", "client namespace disconnect", "forced server close" (what
 	// the library's CONNECT race produces) or "slow client: ...".
@@ -36,6 +41,7 @@ type Stats struct {
 
 type stats struct {
 	connections, rejected, denied, slow, encoded, written, replays, rereads atomic.Uint64
+	recovered, recoveryFailed                                               atomic.Uint64
 
 	mu          sync.Mutex
 	disconnects map[string]uint64
@@ -65,6 +71,8 @@ func (h *Hub) Stats() Stats {
 		FramesWritten:   h.stats.written.Load(),
 		Replays:         h.stats.replays.Load(),
 		ReplayRereads:   h.stats.rereads.Load(),
+		Recovered:       h.stats.recovered.Load(),
+		RecoveryFailed:  h.stats.recoveryFailed.Load(),
 		Disconnects:     d,
 	}
 }

@@ -176,18 +176,26 @@ func TestEncodeDelivery(t *testing.T) {
 	d := domain.Delivery{
 		Event: domain.Event{ID: "e1", Type: "new-offer", Payload: json.RawMessage(`{"requestId":"r1","offer":{"price":"1.50"},"sellerId":"s1"}`),
 			OccurredAt: time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)},
-		Room: "buyer-b1", Seq: 42,
+		Room: "buyer-b1", Seq: 42, Position: domain.Position{Txid: 812, ID: 77},
 	}
 	f, err := encodeDelivery(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `2["new-offer",{"requestId":"r1","offer":{"price":"1.50"},"sellerId":"s1"},{"room":"buyer-b1","seq":42,"id":"e1","at":"2026-01-02T03:04:05.123456Z"}]`
+	// The recovery offset is the last argument; meta stays second to last.
+	want := `2["new-offer",{"requestId":"r1","offer":{"price":"1.50"},"sellerId":"s1"},{"room":"buyer-b1","seq":42,"id":"e1","at":"2026-01-02T03:04:05.123456Z"},"812:77"]`
 	if string(f.text) != want {
 		t.Errorf("frame\n%s\nwant\n%s", f.text, want)
 	}
 	if string(f.ws.Bytes()) != "4"+want {
 		t.Errorf("ws frame %s", f.ws.Bytes())
+	}
+	wantPlain := `2["new-offer",{"requestId":"r1","offer":{"price":"1.50"},"sellerId":"s1"},{"room":"buyer-b1","seq":42,"id":"e1","at":"2026-01-02T03:04:05.123456Z"}]`
+	if f.plain == nil || string(f.plain.text) != wantPlain || string(f.plain.ws.Bytes()) != "4"+wantPlain {
+		t.Errorf("plain frame %v", f.plain)
+	}
+	if o := encodeOffset(d.Position); string(o.text) != `2["session-offset","812:77"]` {
+		t.Errorf("offset frame %s", o.text)
 	}
 	d.Payload = json.RawMessage(`{"broken"`)
 	if _, err := encodeDelivery(d); err == nil {
