@@ -180,6 +180,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.registry.Start(ctx); err != nil {
 		return fmt.Errorf("start projections: %w", err)
 	}
+	// The hub starts before the fan-out: its start position (where rooms
+	// joined before the first emit begin, for recovery) must not be later
+	// than the first event the fan-out emits, and tail start positions
+	// only grow.
+	if err := m.hub.Start(ctx); err != nil {
+		return err
+	}
 	fanout, err := projector.New(projector.Config{
 		Name: projector.FanoutName, Source: m.store, Start: projector.FromNow,
 		Handler: projector.Fanout{Emitter: m.hub, OnEmit: met.onEmit}, Logger: log, PollInterval: 100 * time.Millisecond,
@@ -201,9 +208,6 @@ func (m *Main) Run(ctx context.Context) error {
 			m.registry.Wake()
 		})
 	}()
-	if err := m.hub.Start(ctx); err != nil {
-		return err
-	}
 
 	latest, err := eventstore.LatestMigration()
 	if err != nil {

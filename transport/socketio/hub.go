@@ -261,6 +261,9 @@ func (h *Hub) Start(ctx context.Context) error {
 	}
 	if h.sessions != nil {
 		// Until the fan-out emits, sockets start at the tail as of now.
+		// Start the Hub before the fan-out Runner: tail start positions
+		// only grow, so every event the fan-out emits then lies after
+		// this position, and recovery replays any of them a socket lost.
 		start, err := h.sessions.TailStart(ctx)
 		if err != nil {
 			return fmt.Errorf("socketio: tail start: %w", err)
