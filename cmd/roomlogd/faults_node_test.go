@@ -29,6 +29,7 @@ type jsClients struct {
 	stdin   io.WriteCloser
 	wmu     sync.Mutex
 	reports chan jsReport
+	lats    chan []float64
 	errs    chan string
 	done    chan struct{}
 }
@@ -54,6 +55,7 @@ type jsReport struct {
 	T       string     `json:"t"`
 	Message string     `json:"message"`
 	Clients []jsClient `json:"clients"`
+	Lat     []float64  `json:"lat"`
 }
 
 // nodeModules returns where socket.io-client is installed; it fails the
@@ -98,7 +100,7 @@ func startJSClients(t *testing.T) *jsClients {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &jsClients{t: t, cmd: cmd, stdin: stdin, reports: make(chan jsReport, 16), errs: make(chan string, 100), done: make(chan struct{})}
+	c := &jsClients{t: t, cmd: cmd, stdin: stdin, reports: make(chan jsReport, 16), lats: make(chan []float64, 4), errs: make(chan string, 100), done: make(chan struct{})}
 	ready := make(chan struct{})
 	go func() {
 		defer close(c.done)
@@ -114,6 +116,8 @@ func startJSClients(t *testing.T) *jsClients {
 				close(ready)
 			case "report":
 				c.reports <- r
+			case "lat":
+				c.lats <- r.Lat
 			default:
 				select {
 				case c.errs <- r.Message:

@@ -3,12 +3,8 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,95 +18,8 @@ import (
 	"github.com/roomlog/roomlog/eventstore/eventstoretest"
 )
 
-// latencyClients is one test/js/faults/latency.js process: client.js's
-// clients plus live delivery latency samples.
-type latencyClients struct {
-	*jsClients
-	lats chan []float64
-}
-
-// startLatencyClients starts latency.js; like startJSClients, it fails the
-// test when node or socket.io-client is missing, and the process is
-// continued (if stopped) and ended when the test ends.
-func startLatencyClients(t *testing.T) *latencyClients {
-	t.Helper()
-	node, root, modules := nodeModules(t)
-	cmd := exec.Command(node, filepath.Join(root, "test", "js", "faults", "latency.js"))
-	cmd.Env = append(os.Environ(), "ROOMLOG_NODE_MODULES="+modules)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &latencyClients{
-		jsClients: &jsClients{t: t, cmd: cmd, stdin: stdin, reports: make(chan jsReport, 16), errs: make(chan string, 100), done: make(chan struct{})},
-		lats:      make(chan []float64, 4),
-	}
-	ready := make(chan struct{})
-	go func() {
-		defer close(c.done)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
-		for sc.Scan() {
-			var r struct {
-				jsReport
-				Lat []float64 `json:"lat"`
-			}
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-				r.T, r.Message = "error", "unparsable report: "+tail(sc.Text(), 200)
-			}
-			switch r.T {
-			case "ready":
-				close(ready)
-			case "report":
-				c.reports <- r.jsReport
-			case "lat":
-				c.lats <- r.Lat
-			default:
-				select {
-				case c.errs <- r.Message:
-				default:
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
-		c.send(map[string]any{"op": "exit"})
-		_ = stdin.Close()
-		select {
-		case <-c.done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-c.done
-		}
-		_ = cmd.Wait()
-		if s := stderr.String(); s != "" {
-			t.Logf("latency.js stderr: %s", tail(s, 2000))
-		}
-		close(c.errs)
-		for m := range c.errs {
-			t.Errorf("latency.js: %s", m)
-		}
-	})
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("latency.js not ready: %s", stderr.String())
-	}
-	return c
-}
-
 // latencies returns the live delivery latencies since the last call.
-func (c *latencyClients) latencies() []time.Duration {
+func (c *jsClients) latencies() []time.Duration {
 	c.t.Helper()
 	c.send(map[string]any{"op": "lat"})
 	select {
@@ -121,7 +30,7 @@ func (c *latencyClients) latencies() []time.Duration {
 		}
 		return out
 	case <-time.After(10 * time.Second):
-		c.t.Fatal("latency.js: no latency report within 10s")
+		c.t.Fatal("client.js: no latency report within 10s")
 		return nil
 	}
 }
@@ -179,16 +88,16 @@ func TestFaultSlowConsumers(t *testing.T) {
 		}
 		return h
 	}
-	add := func(c *latencyClients, user string) {
+	add := func(c *jsClients, user string) {
 		c.send(map[string]any{
 			"op": "add", "id": user, "user": user, "urls": []string{d.base},
 			"token": mint(t, user, domain.RoleSeller), "rooms": []string{room},
 			"joins": []map[string]any{{"event": "join-seller-room", "args": []any{user}}},
 		})
 	}
-	normal := make([]*latencyClients, nProcs)
+	normal := make([]*jsClients, nProcs)
 	for p := range normal {
-		normal[p] = startLatencyClients(t)
+		normal[p] = startJSClients(t)
 	}
 	for i := range nNormal {
 		add(normal[i%nProcs], fmt.Sprintf("n%d", i))
@@ -259,10 +168,10 @@ func TestFaultSlowConsumers(t *testing.T) {
 	t.Logf("baseline: %d live deliveries, p50 %v p99 %v", len(base), baseP50.Round(time.Microsecond), baseP99.Round(time.Microsecond))
 
 	// Frozen clients: one Node process each, stopped once live.
-	frozen := make([]*latencyClients, nFrozen)
+	frozen := make([]*jsClients, nFrozen)
 	skip := map[string]bool{}
 	for i := range frozen {
-		frozen[i] = startLatencyClients(t)
+		frozen[i] = startJSClients(t)
 		add(frozen[i], fmt.Sprintf("f%d", i))
 	}
 	for _, c := range frozen {

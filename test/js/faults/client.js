@@ -12,6 +12,10 @@
 //        start a client; joins are emitted (with an ack) on every connect.
 //   {"op":"report"}   → {"t":"report","clients":[...]} (see report())
 //   {"op":"close","id"} close one client for good (no reconnect)
+//   {"op":"lat"}      → {"t":"lat","lat":[ms, ...]}: live delivery latencies
+//        (now - payload.ts, for events whose payload carries "ts", the publish
+//        time in ms since the Unix epoch) of every client since the last
+//        "lat"; they are then forgotten.
 //   {"op":"exit"}
 // Other reports: {"t":"ready"}, {"t":"error","message"}.
 "use strict";
@@ -160,6 +164,7 @@ class Client {
 
   onEvent(event, payload, meta) {
     if (!meta || typeof meta.seq !== "number" || !(meta.room in this.last)) return;
+    if (payload && typeof payload.ts === "number") lat.push(performance.timeOrigin + performance.now() - payload.ts);
     const pushed = this.liveLast[meta.room] || 0;
     if (meta.seq <= pushed) {
       this.dups++;
@@ -210,6 +215,7 @@ class Client {
 }
 
 const clients = new Map();
+let lat = []; // live delivery latencies (ms) of every client since the last "lat"
 
 const ops = {
   add(c) {
@@ -217,6 +223,10 @@ const ops = {
   },
   report() {
     out({ t: "report", clients: [...clients.values()].map((c) => c.report()) });
+  },
+  lat() {
+    out({ t: "lat", lat: lat.map((x) => Math.round(x * 1000) / 1000) });
+    lat = [];
   },
   close(c) {
     const cl = clients.get(c.id);
