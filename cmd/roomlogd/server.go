@@ -278,7 +278,7 @@ func (m *Main) Run(ctx context.Context) error {
 			log.Error("http server stopped", "error", err)
 		}
 	}()
-	log.Info("roomlogd listening", "addr", "http://"+m.Addr(), "node", cfg.NodeID, "socketio", "/socket.io/", "frontend_origin", cfg.FrontendURL)
+	log.Info("roomlogd listening", "addr", "http://"+m.Addr(), "env", cfg.Env, "node", cfg.NodeID, "socketio", "/socket.io/", "frontend_origin", cfg.FrontendURL)
 	return nil
 }
 
