@@ -17,8 +17,11 @@ type EventSpec struct {
 	// Volatile ones (user-typing) are only broadcast live and never stored,
 	// so they cannot be published through the log.
 	Durable bool
-	// Internal events are stored in the log but never emitted to sockets;
-	// they carry roomlog's own bookkeeping (room membership).
+	// Internal events carry roomlog's own bookkeeping (room membership):
+	// producers publish them to grant or revoke membership of shared rooms.
+	// They are delivered like every durable event, so that each room's seqs
+	// reach clients without gaps; clients that do not know them ignore
+	// them.
 	Internal bool
 	// Extension is true for the x- events that producers define themselves;
 	// their payload may be any JSON object and they may target any room.

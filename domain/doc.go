@@ -23,8 +23,9 @@
 //
 // Catalogue lists every event type with its EventSpec: whether it is durable
 // (stored and replayed; only user-typing is not), whether it is internal
-// (stored but never emitted: the room-member-added and room-member-removed
-// events that grant and revoke membership of shared rooms), the room kinds
+// (roomlog's own room-member-added and room-member-removed events that
+// grant and revoke membership of shared rooms; delivered like the others so
+// room seqs stay gap-free for clients), the room kinds
 // it may target and its payload fields. Producers may also publish extension
 // events named "x-…" with any object payload. ValidatePublish is the single
 // check an event passes before it is appended, and each event has a typed

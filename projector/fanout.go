@@ -19,8 +19,8 @@ type Emitter interface {
 	Emit(ctx context.Context, d domain.Delivery) error
 }
 
-// Fanout is the Handler that hands every client-visible event of the tail
-// to an Emitter. Internal events (membership bookkeeping) are skipped. Run
+// Fanout is the Handler that hands every event of the tail to an Emitter.
+// Run
 // it without checkpoints, FromNow: each process fans out what commits while
 // it runs, and clients that were away catch up from the log.
 type Fanout struct {
@@ -34,9 +34,6 @@ type Fanout struct {
 // Handle implements Handler.
 func (f Fanout) Handle(ctx context.Context, batch []domain.Delivery, _ domain.Position) error {
 	for _, d := range batch {
-		if spec, ok := domain.Lookup(d.Type); ok && spec.Internal {
-			continue
-		}
 		if err := f.Emitter.Emit(ctx, d); err != nil {
 			return err
 		}

@@ -626,9 +626,6 @@ func (h *Hub) members(room domain.Room) []*conn {
 // Internal events (membership bookkeeping) are skipped; global events
 // reach every socket, since every socket is in global.
 func (h *Hub) Emit(ctx context.Context, d domain.Delivery) error {
-	if internalEvents[d.Type] {
-		return nil
-	}
 	targets := h.emitTargets(d)
 	if len(targets) > 0 {
 		f, err := encodeDelivery(d)
@@ -643,27 +640,17 @@ func (h *Hub) Emit(ctx context.Context, d domain.Delivery) error {
 			c.deliver(d.Room, d.Seq, d.Position, f)
 		}
 	}
-	if d.Type == domain.EventParticipantRemoved {
+	// A revocation applies to live sockets at once, right after they
+	// received it, not only at their next join or recovery.
+	if d.Type == domain.EventParticipantRemoved || d.Type == domain.EventRoomMemberRemoved {
 		h.revoke(d)
 	}
 	return nil
 }
 
-// internalEvents are the catalogue's internal events (membership
-// bookkeeping), which sockets never see. Computed once: domain.Lookup
-// copies the spec on every call.
-var internalEvents = func() map[string]bool {
-	m := map[string]bool{}
-	for _, s := range domain.Catalogue() {
-		if s.Internal {
-			m[s.Name] = true
-		}
-	}
-	return m
-}()
-
-// revoke takes the sockets of a user removed from a chat out of its room,
-// right after they received the removal.
+// revoke takes the sockets of a user removed from a shared room out of it:
+// right after they received participant-removed, or when a producer's
+// room-member-removed is emitted.
 func (h *Hub) revoke(d domain.Delivery) {
 	for _, ch := range domain.ImpliedMembership(d.Type, []domain.Room{d.Room}, d.Payload) {
 		if ch.Added {

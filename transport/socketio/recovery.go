@@ -304,9 +304,6 @@ func (c *conn) recover(r *restored) {
 			}
 			for _, d := range page {
 				last = later(last, d.Position)
-				if internalEvents[d.Type] {
-					continue
-				}
 				f, err := encodeDelivery(d)
 				if err != nil {
 					c.h.logger.Error("cannot encode logged event; skipped", "room", d.Room, "seq", d.Seq, "error", err)

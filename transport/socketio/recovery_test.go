@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -378,5 +379,33 @@ func TestRecoveryRevokedRoom(t *testing.T) {
 	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error { return exactly(t, c, user, 1, 2) })
 	if s := seqsIn(t, c, chat); len(s) != 0 {
 		t.Fatalf("got events %v of a chat the user was removed from", s)
+	}
+}
+
+// TestLiveRevocation: a producer's room-member-removed takes the user's
+// live sockets out of the room at once; they receive nothing more of it.
+func TestLiveRevocation(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, newDB(t), serverOpts{Membership: true})
+	node := startNode(t)
+	const chat = domain.Room("chat-lr1")
+	grant(t, srv.Store, chat, "lu1", "lu2")
+	gone := node.connect("lr-gone", srv.URL, wsOpts(token(t, "lu1")))
+	gone.connected(t)
+	gone.mustOK(t, socketio.EventJoinChatRoom, "lr1")
+	stays := node.connect("lr-stays", srv.URL, wsOpts(token(t, "lu2")))
+	stays.connected(t)
+	stays.mustOK(t, socketio.EventJoinChatRoom, "lr1")
+	first := appendN(t, srv.Store, chat, 2) - 1
+	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error { return exactly(t, gone, chat, first, first+1) })
+	removal := appendEvent(t, srv.Store, domain.EventRoomMemberRemoved, `{"userId":"lu1"}`, chat)
+	head := appendN(t, srv.Store, chat, 3)
+	// The other member gets every seq, the membership event included: no
+	// gap in the room.
+	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error { return exactly(t, stays, chat, first, head) })
+	// The removed member gets the removal and nothing after it.
+	want := []int64{first, first + 1, removal.Deliveries[0].Seq}
+	if s := seqsIn(t, gone, chat); !slices.Equal(s, want) {
+		t.Fatalf("removed member received %v, want %v", s, want)
 	}
 }
