@@ -1,6 +1,9 @@
 package domain
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // Role is a coarse permission carried in a user's token.
 type Role string
@@ -20,6 +23,10 @@ type Principal struct {
 	UserID string
 	// Roles are the token's roles claim, filtered to the known roles.
 	Roles []Role
+	// ExpiresAt is when the credentials stop being valid (the token's
+	// exp); the zero time means they do not expire. Long-lived
+	// connections end then, so a revoked user cannot keep listening.
+	ExpiresAt time.Time
 }
 
 // HasRole reports whether p carries role r.

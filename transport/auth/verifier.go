@@ -314,7 +314,11 @@ func (v *Verifier) verify(token string, now time.Time) (domain.Principal, error)
 	if err != nil {
 		return domain.Principal{}, fmt.Errorf("claim %q: %w", v.rolesClaim, err)
 	}
-	return domain.Principal{UserID: userID, Roles: roles}, nil
+	p := domain.Principal{UserID: userID, Roles: roles}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		p.ExpiresAt = exp.Time
+	}
+	return p, nil
 }
 
 // key is the jwt.Keyfunc. It picks the verification key by the family of

@@ -307,6 +307,10 @@ func TestVerifierVerify(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Verify() error = %v", err)
 				}
+				if got.ExpiresAt.IsZero() {
+					t.Errorf("Verify() = %+v: no ExpiresAt from the token's exp", got)
+				}
+				got.ExpiresAt = time.Time{} // exp itself is checked by the parser
 				if !reflect.DeepEqual(got, tt.want) {
 					t.Errorf("Verify() = %+v, want %+v", got, tt.want)
 				}
@@ -422,6 +426,12 @@ func TestMintHS256(t *testing.T) {
 			if len(want.Roles) == 0 {
 				want.Roles = nil
 			}
+			// exp has whole seconds; MintHS256 sets it to now + ttl.
+			want.ExpiresAt = testNow.Add(tt.ttl).Truncate(time.Second)
+			if !got.ExpiresAt.Equal(want.ExpiresAt) {
+				t.Errorf("ExpiresAt = %v, want %v", got.ExpiresAt, want.ExpiresAt)
+			}
+			got.ExpiresAt = want.ExpiresAt
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Verify(minted) = %+v, want %+v", got, want)
 			}

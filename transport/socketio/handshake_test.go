@@ -209,3 +209,26 @@ func noneToken(t *testing.T) string {
 	}
 	return tok
 }
+
+// TestTokenExpiry: a connection ends when its token expires, and the same
+// expired token cannot connect again (the client must refresh it).
+func TestTokenExpiry(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, newDB(t), serverOpts{})
+	node := startNode(t)
+	tok, err := auth.MintHS256(testSecret, domain.Principal{UserID: "exp1"}, 2*time.Second, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := node.connect("expiring", srv.URL, recOpts(tok, 200*time.Millisecond))
+	c.connected(t)
+	c.mustOK(t, "join-user-room", "exp1")
+	c.waitDisconnects(t, 1)
+	// socket.io-client reconnects with the same (now expired) token.
+	m := node.wait(t, 20*time.Second, "connect_error after expiry", func(m jsMsg) bool {
+		return m.ID == c.id && m.T == "connect_error"
+	})
+	if m.Message != "unauthorized" {
+		t.Fatalf("reconnect with an expired token: %s %q, want connect_error unauthorized", m.T, m.Message)
+	}
+}

@@ -412,6 +412,12 @@ func (h *Hub) authenticate(s *socket.Socket, next func(*socket.ExtendedError)) {
 	if err == nil && p.UserID == "" {
 		err = errors.New("principal without a user id")
 	}
+	if err == nil && !p.ExpiresAt.IsZero() && !h.now().Before(p.ExpiresAt) {
+		// Within the verifier's clock-skew leeway, but the connection
+		// would be closed at once (see onConnection): refuse it, so the
+		// client learns to refresh its token instead of looping.
+		err = errors.New("token expired")
+	}
 	if err != nil {
 		h.stats.rejected.Add(1)
 		h.logger.Info("handshake refused", "error", err, "address", s.Handshake().Address)
@@ -510,6 +516,16 @@ func (h *Hub) onConnection(args ...any) {
 		return
 	}
 	c.startWriter()
+	if !p.ExpiresAt.IsZero() {
+		// The token expires: end the connection then (a transport
+		// close, so the client reconnects, re-authenticates with a fresh
+		// token and recovers its session).
+		t := time.AfterFunc(p.ExpiresAt.Sub(h.now()), func() {
+			h.logger.Info("token expired; closing socket", "socket", c.id, "user", c.p.UserID)
+			s.Conn().Close(true)
+		})
+		_ = s.On("disconnect", func(...any) { t.Stop() })
+	}
 	if h.sessions != nil {
 		if rec != nil {
 			c.recover(rec)
