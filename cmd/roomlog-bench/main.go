@@ -18,15 +18,19 @@
 //
 //	(a) 1,000 rooms x 10 subscribers at 1,000 publishes/s
 //	(b) 1 room x 1,000 subscribers at 10/s and 100/s
+//	(d) RSS per idle connection, 10,000 connections (vs the Node peer)
 //	(e) catch-up of 10,000 missed events via REST pages of 1,000
+//	(f) reconnect storm: 5,000 clients recover after roomlogd is SIGKILLed
 //
+
 // "all" runs append, then scenarios.
 //
 // Usage:
 //
 //	roomlog-bench append [-duration 4s] [-rooms 1000] [-rate 1000]
 //	roomlog-bench scenarios [-duration 5s] [-warmup 1s] [-rooms 1000] [-subs 10] [-rate 1000]
-//	    [-hot-subs 1000] [-hot-rates 10,100] [-catchup 10000] [-targets roomlog,node,async] [-only abe]
+//	    [-hot-subs 1000] [-hot-rates 10,100] [-catchup 10000] [-idle-conns 10000]
+//	    [-storm-clients 5000] [-storm-rooms 100] [-storm-events 1000] [-targets roomlog,node,async] [-only abdef]
 //	roomlog-bench all
 //
 // It uses DATABASE_URL (default: the local server) and works in its own
@@ -117,8 +121,12 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.CatchUpEvents, "catchup", 10000, "(e) missed events to catch up")
 	fs.IntVar(&o.CatchUpPage, "catchup-page", 1000, "(e) page size (at most 1000)")
 	fs.IntVar(&o.CatchUpReps, "catchup-reps", 5, "(e) repetitions")
+	fs.IntVar(&o.IdleConns, "idle-conns", 10000, "(d) idle connections, each subscribed to its own room")
+	fs.IntVar(&o.StormClients, "storm-clients", 5000, "(f) clients reconnecting after roomlogd is SIGKILLed and restarted")
+	fs.IntVar(&o.StormRooms, "storm-rooms", 100, "(f) rooms the storm clients subscribe to (round-robin)")
+	fs.IntVar(&o.StormEvents, "storm-events", 1000, "(f) events published before the crash")
 	fs.StringVar(&targets, "targets", "roomlog,node,async", "systems to run: roomlog (durable), node (the Node.js socket.io peer), async (roomlog with synchronous_commit off, NOT durable)")
-	fs.StringVar(&o.Only, "only", "", "run only these scenarios, e.g. ab or e (default all: a, b, e)")
+	fs.StringVar(&o.Only, "only", "", "run only these scenarios, e.g. ab, e, d or f (default all: a, b, d, e, f)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -130,8 +138,8 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 		o.HotRates = append(o.HotRates, n)
 	}
 	o.Targets = strings.Split(targets, ",")
-	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > 1000 || o.CatchUpReps <= 0 {
-		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps must be positive and -catchup-page in 1..1000")
+	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > 1000 || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 {
+		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms must be positive and -catchup-page in 1..1000")
 	}
 	return runScenarios(ctx, o, os.Stdout, os.Stderr)
 }

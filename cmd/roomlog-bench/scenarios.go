@@ -23,9 +23,14 @@ type scenarioOptions struct {
 	// Scenario (e): CatchUpEvents missed events read in pages of
 	// CatchUpPage, CatchUpReps times.
 	CatchUpEvents, CatchUpPage, CatchUpReps int
+	// Scenario (d): IdleConns idle connections, each in its own room.
+	IdleConns int
+	// Scenario (f): StormClients clients over StormRooms rooms,
+	// StormEvents events published before the crash.
+	StormClients, StormRooms, StormEvents int
 	// Targets: any of roomlog, node, async.
 	Targets []string
-	// Only: run only these scenarios (a, b, e); empty for all.
+	// Only: run only these scenarios (a, b, d, e, f); empty for all.
 	Only string
 }
 
@@ -66,13 +71,57 @@ func runScenarios(ctx context.Context, o scenarioOptions, out, progress io.Write
 	}
 	defer os.RemoveAll(tmp)
 	var bin string
+	var nofile uint64
 	if slices.Contains(o.Targets, "roomlog") || slices.Contains(o.Targets, "async") {
 		fmt.Fprintln(progress, "building roomlogd (-tags bench)...")
 		if bin, err = buildRoomlogd(ctx, root, tmp); err != nil {
 			return err
 		}
 	}
+	if o.want("d") || o.want("f") {
+		if nofile, err = raiseNoFile(); err != nil {
+			fmt.Fprintf(progress, "raise RLIMIT_NOFILE: %v\n", err)
+		}
+		fmt.Fprintf(progress, "RLIMIT_NOFILE %d (the servers inherit it)\n", nofile)
+	}
 	cells := o.cells()
+	if len(cells) > 0 || o.want("e") {
+		if err := runCellsAndCatchUp(ctx, o, cells, bin, root, out, progress); err != nil {
+			return err
+		}
+	}
+	if o.want("d") && ctx.Err() == nil {
+		printIdle(out, o, runIdleTargets(ctx, o, root, bin, tmp, progress), nofile)
+	}
+	if o.want("f") && ctx.Err() == nil && slices.Contains(o.Targets, "roomlog") {
+		r, err := runStormTarget(ctx, o, bin, progress)
+		printStorm(out, r, err)
+	}
+	return ctx.Err()
+}
+
+// runStormTarget runs scenario (f) on a durable roomlogd with a fresh
+// database.
+func runStormTarget(ctx context.Context, o scenarioOptions, bin string, progress io.Writer) (stormResult, error) {
+	dbURL, err := namedBenchDatabase(ctx, serverDatabase)
+	if err != nil {
+		return stormResult{}, err
+	}
+	defer dropBenchDatabase(context.WithoutCancel(ctx), serverDatabase)
+	s, err := startRoomlogd(ctx, bin, dbURL, false)
+	if err != nil {
+		return stormResult{}, err
+	}
+	fmt.Fprintf(progress, "(f) target %s at %s\n", s.name, s.base)
+	r, s, err := runStorm(ctx, s, o.StormClients, o.StormRooms, o.StormEvents, progress)
+	s.stop()
+	return r, err
+}
+
+// runCellsAndCatchUp runs scenarios (a), (b) and (e) on every target and
+// prints their table.
+func runCellsAndCatchUp(ctx context.Context, o scenarioOptions, cells []fanoutCell, bin, root string, out, progress io.Writer) error {
+	var err error
 	var results []targetResults
 	for _, t := range o.Targets {
 		var s *server
@@ -118,7 +167,7 @@ func runScenarios(ctx context.Context, o scenarioOptions, out, progress io.Write
 		results = append(results, tr)
 	}
 	printScenarios(out, o, cells, results)
-	return ctx.Err()
+	return nil
 }
 
 // serverDatabase is the temporary database of the roomlogd the tool

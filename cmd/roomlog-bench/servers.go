@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,6 +42,9 @@ type server struct {
 	// bearer is what catch-up reads send (roomlogd only).
 	bearer string
 	apiKey string
+	// relaunch starts the same server again on the same port and
+	// database (roomlogd only).
+	relaunch func(ctx context.Context) (*server, error)
 }
 
 type lockedBuffer struct {
@@ -105,8 +109,13 @@ func startRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool) (*s
 	if err != nil {
 		return nil, err
 	}
-	secret := randHex(24)
-	key := "bench-key-" + randHex(12)
+	return launchRoomlogd(ctx, bin, dbURL, asyncCommit, addr, randHex(24), "bench-key-"+randHex(12))
+}
+
+// launchRoomlogd starts bin on addr with the given JWT secret and API key
+// and waits for /readyz. The server's relaunch starts the same
+// configuration again (same port, database, secret), as after a crash.
+func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, addr, secret, key string) (*server, error) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+dbURL,
@@ -127,6 +136,9 @@ func startRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool) (*s
 		name = "roomlog sync_commit=off"
 	}
 	s := &server{name: name, base: "http://" + addr, cmd: cmd, logs: logs, apiKey: key}
+	s.relaunch = func(ctx context.Context) (*server, error) {
+		return launchRoomlogd(ctx, bin, dbURL, asyncCommit, addr, secret, key)
+	}
 	s.token = func(user string) string {
 		t, err := auth.MintHS256([]byte(secret), domain.Principal{UserID: user, Roles: []domain.Role{domain.RoleAdmin}}, 2*time.Hour, time.Now(), nil)
 		if err != nil {
@@ -155,8 +167,9 @@ func startRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool) (*s
 }
 
 // startPeer starts test/js/bench/peer.js and reads its port.
-func startPeer(ctx context.Context, root string) (*server, error) {
-	cmd := exec.Command("node", filepath.Join(root, "test", "js", "bench", "peer.js"))
+// nodeArgs go before the script (e.g. --expose-gc).
+func startPeer(ctx context.Context, root string, nodeArgs ...string) (*server, error) {
+	cmd := exec.Command("node", append(slices.Clone(nodeArgs), filepath.Join(root, "test", "js", "bench", "peer.js"))...)
 	cmd.Env = os.Environ()
 	logs := &lockedBuffer{}
 	cmd.Stderr = logs
@@ -212,6 +225,18 @@ func (s *server) stop() {
 		<-done
 	}
 }
+
+// kill ends the server with SIGKILL, as a crash would, and reaps it.
+func (s *server) kill() {
+	if s == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+}
+
+// pid is the server process's id.
+func (s *server) pid() int { return s.cmd.Process.Pid }
 
 func waitReady(ctx context.Context, u string, d time.Duration) error {
 	deadline := time.Now().Add(d)

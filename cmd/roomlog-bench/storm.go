@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// stormClient is a Socket.IO client that does what socket.io-client does
+// for connection state recovery: it keeps the pid of the CONNECT ack and
+// the last string argument of every event (the offset, session-offset
+// included) and sends {token, pid, offset} when it reconnects.
+type stormClient struct {
+	token, room string
+	wmu         sync.Mutex // one writer at a time (pongs, subscribe)
+	ws          *websocket.Conn
+	acks        chan []byte
+	done        chan struct{} // closed when the reader ends
+
+	mu          sync.Mutex
+	pid, offset string
+	events      atomic.Int64 // x-bench events received
+}
+
+func (c *stormClient) write(msg []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.ws.WriteMessage(websocket.TextMessage, msg)
+}
+
+// connect opens a connection with auth and returns the pid of the CONNECT
+// ack; then a reader keeps the offset and answers pings.
+func (c *stormClient) connect(ctx context.Context, base string, auth map[string]string) (string, error) {
+	u := "ws" + strings.TrimPrefix(base, "http") + "/socket.io/?EIO=4&transport=websocket"
+	hdr := http.Header{}
+	hdr.Set("Origin", benchOrigin)
+	ws, _, err := sioDialer.DialContext(ctx, u, hdr)
+	if err != nil {
+		return "", fmt.Errorf("dial: %w", err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, msg, err := ws.ReadMessage()
+	if err != nil || len(msg) == 0 || msg[0] != '0' {
+		ws.Close()
+		return "", fmt.Errorf("engine.io open: %q %v", msg, err)
+	}
+	a, _ := json.Marshal(auth)
+	if err := ws.WriteMessage(websocket.TextMessage, append([]byte("40"), a...)); err != nil {
+		ws.Close()
+		return "", err
+	}
+	for {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			ws.Close()
+			return "", fmt.Errorf("connect: %w", err)
+		}
+		switch {
+		case len(msg) == 1 && msg[0] == '2':
+			_ = ws.WriteMessage(websocket.TextMessage, []byte("3"))
+		case bytes.HasPrefix(msg, []byte("44")):
+			ws.Close()
+			return "", fmt.Errorf("connect_error: %s", msg[2:])
+		case bytes.HasPrefix(msg, []byte("40")):
+			var ack struct{ Sid, Pid string }
+			_ = json.Unmarshal(msg[2:], &ack)
+			_ = ws.SetReadDeadline(time.Time{})
+			acks, done := make(chan []byte, 4), make(chan struct{})
+			c.wmu.Lock()
+			c.ws, c.acks, c.done = ws, acks, done
+			c.wmu.Unlock()
+			go c.read(ws, acks, done)
+			return ack.Pid, nil
+		}
+	}
+}
+
+func (c *stormClient) read(ws *websocket.Conn, acks chan<- []byte, done chan struct{}) {
+	defer close(done)
+	prefix := []byte(`42["x-bench",`)
+	for {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		switch {
+		case len(msg) == 1 && msg[0] == '2':
+			c.wmu.Lock()
+			_ = ws.WriteMessage(websocket.TextMessage, []byte("3"))
+			c.wmu.Unlock()
+		case bytes.HasPrefix(msg, []byte("43")):
+			select {
+			case acks <- msg:
+			default:
+			}
+		case bytes.HasPrefix(msg, []byte("42[")):
+			var args []json.RawMessage
+			if json.Unmarshal(msg[2:], &args) != nil || len(args) < 2 {
+				continue
+			}
+			var off string
+			if json.Unmarshal(args[len(args)-1], &off) == nil {
+				c.mu.Lock()
+				c.offset = off
+				c.mu.Unlock()
+			}
+			if bytes.HasPrefix(msg, prefix) {
+				c.events.Add(1)
+			}
+		}
+	}
+}
+
+func (c *stormClient) subscribe() error {
+	b, _ := json.Marshal([]any{"subscribe", map[string]string{"room": c.room}})
+	if err := c.write(append([]byte("421"), b...)); err != nil {
+		return err
+	}
+	select {
+	case msg := <-c.acks:
+		if !bytes.Contains(msg, []byte(`"ok":true`)) {
+			return fmt.Errorf("subscribe %s refused: %s", c.room, msg)
+		}
+		return nil
+	case <-c.done:
+		return fmt.Errorf("subscribe %s: connection closed", c.room)
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("subscribe %s: no ack in 30s", c.room)
+	}
+}
+
+func (c *stormClient) state() (pid, offset string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pid, c.offset
+}
+
+// stormResult is scenario (f).
+type stormResult struct {
+	clients, rooms, published int
+	connectTook               time.Duration
+	delivered, expected       int64
+	downtime                  time.Duration // SIGKILL -> restarted roomlogd ready
+	times                     []time.Duration
+	recovered, unrecovered    int
+	failed                    int
+	firstErr                  error
+	replayed                  int64 // x-bench events received after reconnecting, before the live check
+	liveOK                    int   // clients that got the post-restart live event
+}
+
+// runStorm is scenario (f) on roomlogd: clients connected and subscribed,
+// some events published and delivered, SIGKILL, restart on the same
+// database and port (nothing published meanwhile), then every client
+// reconnects after a uniform 0-1 s jitter (retrying every 200-500 ms while
+// refused) with {token, pid, offset}; it measures, from the moment the
+// restarted server is ready, when each client's CONNECT ack carried its old
+// pid (recovered=true). Finally one event per room checks the restored
+// subscriptions deliver live.
+func runStorm(ctx context.Context, s *server, n, rooms, events int, progress io.Writer) (stormResult, *server, error) {
+	res := stormResult{clients: n, rooms: rooms}
+	cs := make([]*stormClient, n)
+	for i := range cs {
+		cs[i] = &stormClient{token: s.token(fmt.Sprintf("bench%d", i)), room: benchRoom(i % rooms)}
+	}
+	closeAll := func() {
+		for _, c := range cs {
+			if c.ws != nil {
+				c.ws.Close()
+			}
+		}
+	}
+	defer closeAll()
+
+	t0 := time.Now()
+	var connErr atomic.Pointer[error]
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, c := range cs {
+		if connErr.Load() != nil || ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			pid, err := c.connect(ctx, s.base, map[string]string{"token": c.token})
+			if err == nil {
+				c.mu.Lock()
+				c.pid = pid
+				c.mu.Unlock()
+				err = c.subscribe()
+			}
+			if err != nil {
+				connErr.CompareAndSwap(nil, &err)
+			}
+		}()
+	}
+	wg.Wait()
+	if p := connErr.Load(); p != nil {
+		return res, s, *p
+	}
+	res.connectTook = time.Since(t0)
+	fmt.Fprintf(progress, "  (f) %d clients connected and subscribed to %d rooms in %v\n", n, rooms, res.connectTook.Round(time.Millisecond))
+
+	// Publish events round-robin over the rooms and wait for delivery.
+	client := &http.Client{Timeout: 30 * time.Second}
+	perRoom := make([]int64, rooms)
+	jobs := make(chan int)
+	var pubErr atomic.Pointer[error]
+	var pubs sync.WaitGroup
+	for range 32 {
+		pubs.Add(1)
+		go func() {
+			defer pubs.Done()
+			for i := range jobs {
+				p := fmt.Appendf(nil, `{"t":%d,"pad":"%s"}`, time.Now().UnixNano(), payloadPad)
+				if err := s.publish(ctx, client, benchRoom(i%rooms), p); err != nil {
+					pubErr.CompareAndSwap(nil, &err)
+				}
+			}
+		}()
+	}
+	for i := range events {
+		jobs <- i
+		perRoom[i%rooms]++
+	}
+	close(jobs)
+	pubs.Wait()
+	if p := pubErr.Load(); p != nil {
+		return res, s, fmt.Errorf("publish: %w", *p)
+	}
+	res.published = events
+	for i := range cs {
+		res.expected += perRoom[i%rooms]
+	}
+	total := func() int64 {
+		var t int64
+		for _, c := range cs {
+			t += c.events.Load()
+		}
+		return t
+	}
+	waitFor(ctx, func() bool { return total() >= res.expected }, 10*time.Second)
+	res.delivered = total()
+	noOffset := 0
+	for _, c := range cs {
+		if _, off := c.state(); off == "" {
+			noOffset++
+		}
+	}
+	if noOffset > 0 {
+		return res, s, fmt.Errorf("%d clients have no offset (no session-offset / event offsets seen)", noOffset)
+	}
+
+	// Crash, restart, storm.
+	fmt.Fprintf(progress, "  (f) %d/%d events delivered; SIGKILL roomlogd (pid %d)\n", res.delivered, res.expected, s.pid())
+	killedAt := time.Now()
+	s.kill()
+	for _, c := range cs {
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+		}
+		c.ws.Close()
+	}
+	before := make([]int64, n)
+	for i, c := range cs {
+		before[i] = c.events.Load()
+	}
+	s2, err := s.relaunch(ctx)
+	if err != nil {
+		return res, nil, fmt.Errorf("restart: %w", err)
+	}
+	s = s2
+	start := time.Now()
+	res.downtime = start.Sub(killedAt)
+	fmt.Fprintf(progress, "  (f) restarted on %s after %v; %d clients reconnect with 0-1 s jitter\n", s.base, res.downtime.Round(time.Millisecond), n)
+
+	type outcome struct {
+		took      time.Duration
+		recovered bool
+		err       error
+	}
+	outs := make([]outcome, n)
+	deadline := start.Add(60 * time.Second)
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(rand.N(time.Second))
+			pid, off := c.state()
+			for {
+				got, err := c.connect(ctx, s.base, map[string]string{"token": c.token, "pid": pid, "offset": off})
+				if err == nil {
+					outs[i] = outcome{took: time.Since(start), recovered: got == pid}
+					c.mu.Lock()
+					c.pid = got
+					c.mu.Unlock()
+					return
+				}
+				if time.Now().After(deadline) || ctx.Err() != nil {
+					outs[i] = outcome{err: err}
+					return
+				}
+				time.Sleep(200*time.Millisecond + rand.N(300*time.Millisecond))
+			}
+		}()
+	}
+	wg.Wait()
+	for _, o := range outs {
+		switch {
+		case o.err != nil:
+			res.failed++
+			if res.firstErr == nil {
+				res.firstErr = o.err
+			}
+		case o.recovered:
+			res.recovered++
+			res.times = append(res.times, o.took)
+		default:
+			res.unrecovered++
+		}
+	}
+	slices.Sort(res.times)
+	time.Sleep(time.Second) // replays in flight
+	for i, c := range cs {
+		res.replayed += c.events.Load() - before[i]
+	}
+
+	// Live check: one event per room must reach every recovered client.
+	for i := range cs {
+		before[i] = cs[i].events.Load()
+	}
+	for r := range rooms {
+		p := fmt.Appendf(nil, `{"t":%d,"pad":"%s"}`, time.Now().UnixNano(), payloadPad)
+		if err := s.publish(ctx, client, benchRoom(r), p); err != nil {
+			return res, s, fmt.Errorf("publish after restart: %w", err)
+		}
+	}
+	live := func() int {
+		k := 0
+		for i, c := range cs {
+			if c.events.Load() > before[i] {
+				k++
+			}
+		}
+		return k
+	}
+	waitFor(ctx, func() bool { return live() >= n }, 10*time.Second)
+	res.liveOK = live()
+	return res, s, nil
+}
+
+// waitFor polls cond every 20 ms until it holds or d passed.
+func waitFor(ctx context.Context, cond func() bool, d time.Duration) {
+	end := time.Now().Add(d)
+	for !cond() && time.Now().Before(end) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond) // polling counters
+	}
+}
+
+// stormQuantile is the time by which q of all clients had recovered, or
+// false if fewer did.
+func (r stormResult) stormQuantile(q float64) (time.Duration, bool) {
+	k := int(float64(r.clients)*q + 0.999999)
+	if k < 1 {
+		k = 1
+	}
+	if len(r.times) < k {
+		return 0, false
+	}
+	return r.times[k-1], true
+}
+
+func printStorm(out io.Writer, r stormResult, err error) {
+	fmt.Fprintf(out, "\n(f) reconnect storm: %d clients in %d rooms, %d events published and delivered, roomlogd SIGKILLed and restarted on the same database and port, nothing published while down; clients reconnect with 0-1 s uniform jitter sending {token, pid, offset}; times from the restarted server's readiness, jitter included:\n", r.clients, r.rooms, r.published)
+	if err != nil {
+		fmt.Fprintf(out, "  roomlog: failed: %v\n", err)
+	}
+	if r.recovered+r.unrecovered+r.failed == 0 {
+		fmt.Fprintf(out, "  node socket.io: n/a (no durable recovery: its in-memory recovery does not survive a restart)\n")
+		return
+	}
+	fmt.Fprintf(out, "  roomlog: initial connect+subscribe %v; delivered before the crash %d/%d; SIGKILL -> ready %v\n", r.connectTook.Round(time.Millisecond), r.delivered, r.expected, r.downtime.Round(time.Millisecond))
+	q := func(f float64) string {
+		if d, ok := r.stormQuantile(f); ok {
+			return d.Round(time.Millisecond).String()
+		}
+		return "not reached"
+	}
+	fmt.Fprintf(out, "  roomlog: recovered=true %d/%d (recovered=false %d, failed %d): 50%% by %s, 99%% by %s, 100%% by %s; events replayed %d (none were missed); live event after restart reached %d/%d\n",
+		r.recovered, r.clients, r.unrecovered, r.failed, q(0.5), q(0.99), q(1), r.replayed, r.liveOK, r.clients)
+	if r.firstErr != nil {
+		fmt.Fprintf(out, "    first reconnect error: %v\n", r.firstErr)
+	}
+	fmt.Fprintf(out, "  node socket.io: n/a (no durable recovery: its in-memory recovery does not survive a restart)\n")
+}
