@@ -377,12 +377,13 @@ func TestAuditUnavailable(t *testing.T) {
 // failingAudit is the real store with Audit failing from call failFrom on.
 type failingAudit struct {
 	httpapi.Store
+	armed    atomic.Bool // count and fail only while armed
 	calls    atomic.Int32
 	failFrom int32
 }
 
 func (f *failingAudit) Audit(ctx context.Context, q eventstore.AuditQuery) (eventstore.AuditPage, error) {
-	if f.calls.Add(1) >= f.failFrom {
+	if f.armed.Load() && f.calls.Add(1) >= f.failFrom {
 		return eventstore.AuditPage{}, &domain.Error{Code: domain.CodeUnavailable, Message: "database unavailable", Err: errBoom}
 	}
 	return f.Store.Audit(ctx, q)
@@ -401,9 +402,10 @@ func TestExportAbortsMidStream(t *testing.T) {
 	})
 	b.publish(t, http.StatusCreated, `{"events":[`+strings.Repeat(`{"event":"x-a","room":"global","payload":{}},`, 4)+`{"event":"x-a","room":"global","payload":{}}]}`)
 	for _, format := range []string{"ndjson", "csv"} {
-		fail.calls.Store(-100) // let the wait below through
+		fail.armed.Store(false) // let the wait below through, however long it polls
 		waitAudit(t, b, "", 5)
 		fail.calls.Store(0)
+		fail.armed.Store(true)
 		req, err := http.NewRequest(http.MethodGet, b.srv.URL+"/api/v1/audit/export?format="+format, nil)
 		if err != nil {
 			t.Fatal(err)
