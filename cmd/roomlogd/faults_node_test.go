@@ -80,26 +80,49 @@ func nodeModules(t *testing.T) (node, root, modules string) {
 	return node, root, modules
 }
 
+// startNodeScript starts node on test/js/<path...> with socket.io-client
+// reachable, its stdin and stdout piped and its stderr captured; it fails
+// the test when node or the module is missing.
+func startNodeScript(t *testing.T, path ...string) (cmd *exec.Cmd, stdin io.WriteCloser, stdout io.ReadCloser, stderr *syncBuffer) {
+	t.Helper()
+	node, root, modules := nodeModules(t)
+	cmd = exec.Command(node, filepath.Join(append([]string{root, "test", "js"}, path...)...))
+	cmd.Env = append(os.Environ(), "ROOMLOG_NODE_MODULES="+modules)
+	var err error
+	if stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if stdout, err = cmd.StdoutPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stderr = &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdin, stdout, stderr
+}
+
+// addSellerClient adds a client.js client for seller user, connecting to
+// urls in turn, that announces itself online and joins its seller rooms on
+// every connect.
+func (c *jsClients) addSellerClient(t *testing.T, user string, urls []string) {
+	c.send(map[string]any{
+		"op": "add", "id": user, "user": user, "urls": urls,
+		"token": mint(t, user, domain.RoleSeller),
+		"rooms": []string{"user-" + user, "seller-" + user, "sellers"},
+		"joins": []map[string]any{
+			{"event": "user-online", "args": []any{user}},
+			{"event": "join-seller-room", "args": []any{user}},
+		},
+	})
+}
+
 // startJSClients starts one client.js process; it is stopped (and
 // continued first, if a test stopped it) when the test ends.
 func startJSClients(t *testing.T) *jsClients {
 	t.Helper()
-	node, root, modules := nodeModules(t)
-	cmd := exec.Command(node, filepath.Join(root, "test", "js", "faults", "client.js"))
-	cmd.Env = append(os.Environ(), "ROOMLOG_NODE_MODULES="+modules)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdin, stdout, stderr := startNodeScript(t, "faults", "client.js")
 	c := &jsClients{t: t, cmd: cmd, stdin: stdin, reports: make(chan jsReport, 16), lats: make(chan []float64, 4), errs: make(chan string, 100), done: make(chan struct{})}
 	ready := make(chan struct{})
 	go func() {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/eventstore/eventstoretest"
 )
 
@@ -60,15 +59,7 @@ func TestFaultSeveralNodes(t *testing.T) {
 		if i%2 == 1 {
 			urls = []string{b.base, a.base}
 		}
-		js.send(map[string]any{
-			"op": "add", "id": user, "user": user, "urls": urls,
-			"token": mint(t, user, domain.RoleSeller),
-			"rooms": []string{"user-" + user, "seller-" + user, "sellers"},
-			"joins": []map[string]any{
-				{"event": "user-online", "args": []any{user}},
-				{"event": "join-seller-room", "args": []any{user}},
-			},
-		})
+		js.addSellerClient(t, user, urls)
 	}
 	heads := func() map[string]int64 {
 		_, h := checkLog(t, pool)

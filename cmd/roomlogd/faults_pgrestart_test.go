@@ -17,8 +17,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/roomlog/roomlog/domain"
 )
 
 // privatePG is a PostgreSQL cluster of one test: its own data directory in
@@ -220,15 +218,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 	for i := range nClients {
 		user := fmt.Sprintf("p%d", i)
 		users[i] = user
-		js.send(map[string]any{
-			"op": "add", "id": user, "user": user, "urls": []string{d.base},
-			"token": mint(t, user, domain.RoleSeller),
-			"rooms": []string{"user-" + user, "seller-" + user, "sellers"},
-			"joins": []map[string]any{
-				{"event": "user-online", "args": []any{user}},
-				{"event": "join-seller-room", "args": []any{user}},
-			},
-		})
+		js.addSellerClient(t, user, []string{d.base})
 	}
 	heads := func() map[string]int64 {
 		_, h := checkLog(t, pool)

@@ -8,9 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -48,22 +45,7 @@ type recJS struct {
 
 func startRecJS(t *testing.T) *recJS {
 	t.Helper()
-	node, root, modules := nodeModules(t)
-	cmd := exec.Command(node, filepath.Join(root, "test", "js", "recovery.js"))
-	cmd.Env = append(os.Environ(), "ROOMLOG_NODE_MODULES="+modules)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdin, stdout, stderr := startNodeScript(t, "recovery.js")
 	j := &recJS{t: t, stdin: stdin, reports: make(chan []recClient, 4)}
 	ready := make(chan struct{})
 	done := make(chan struct{})

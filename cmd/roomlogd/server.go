@@ -139,7 +139,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	users := httpapi.JWTAuthenticator{Verifier: verifier, CookieName: cfg.AuthCookie}
+	users := auth.Authenticator{Verifier: verifier, CookieName: cfg.AuthCookie}
 	producers, err := auth.ParseAPIKeys(cfg.APIKeys)
 	if err != nil {
 		return fmt.Errorf("ROOMLOG_API_KEYS: %w", err)
@@ -156,7 +156,6 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:   log,
 		Config: socketio.Config{
 			FrontendOrigin:  cfg.FrontendURL,
-			CookieName:      cfg.AuthCookie,
 			PresenceTTL:     cfg.PresenceTTL,
 			NodeID:          cfg.NodeID,
 			MaxPayloadBytes: cfg.MaxPayloadBytes,

@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
+
+	"github.com/roomlog/roomlog/domain"
 )
 
 func TestTokenFromRequest(t *testing.T) {
@@ -83,5 +86,48 @@ func TestAPIKeyFromRequest(t *testing.T) {
 	}
 	if got := APIKeyFromRequest(nil); got != "" {
 		t.Errorf("APIKeyFromRequest(nil) = %q, want empty", got)
+	}
+}
+
+func TestAuthenticator(t *testing.T) {
+	t.Parallel()
+	secret := []byte("authenticator-test-secret-0123456789abcdef")
+	v, err := NewVerifier(Config{HSSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok, err := MintHS256(secret, domain.Principal{UserID: "u1"}, time.Hour, now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := Authenticator{Verifier: v, CookieName: "session", Now: func() time.Time { return now }}
+	cookieReq := httptest.NewRequest(http.MethodGet, "/", nil)
+	cookieReq.AddCookie(&http.Cookie{Name: "session", Value: tok})
+	tests := []struct {
+		name      string
+		r         *http.Request
+		authToken string
+		wantUser  string
+	}{
+		{"HandshakeToken", nil, tok, "u1"},
+		{"Cookie", cookieReq, "", "u1"},
+		{"Nothing", httptest.NewRequest(http.MethodGet, "/", nil), "", ""},
+		{"Garbage", nil, "not-a-jwt", ""},
+	}
+	for _, tt := range tests {
+		p, err := a.Authenticate(tt.r, tt.authToken)
+		if tt.wantUser == "" {
+			if domain.ErrorCode(err) != domain.CodeUnauthorized {
+				t.Errorf("%s: err = %v, want unauthorized", tt.name, err)
+			}
+			continue
+		}
+		if err != nil || p.UserID != tt.wantUser {
+			t.Errorf("%s: %+v, %v", tt.name, p, err)
+		}
+	}
+	if _, err := (Authenticator{}).Authenticate(nil, tok); domain.ErrorCode(err) != domain.CodeUnauthorized {
+		t.Errorf("no verifier: err = %v, want unauthorized", err)
 	}
 }

@@ -38,15 +38,15 @@ func TestConfig(t *testing.T) {
 		params  httpapi.Params
 		wantErr string
 	}{
-		{"NoStore", httpapi.Params{Users: httpapi.JWTAuthenticator{}, Producers: keys}, "Params.Store"},
+		{"NoStore", httpapi.Params{Users: auth.Authenticator{}, Producers: keys}, "Params.Store"},
 		{"NoUsers", httpapi.Params{Store: nilStore{}, Producers: keys}, "Params.Users"},
-		{"NoProducers", httpapi.Params{Store: nilStore{}, Users: httpapi.JWTAuthenticator{}}, "Params.Producers"},
-		{"NegativePayload", httpapi.Params{Store: nilStore{}, Users: httpapi.JWTAuthenticator{}, Producers: keys, Config: &httpapi.Config{MaxPayloadBytes: -1}}, "Config.MaxPayloadBytes"},
-		{"BodyBelowPayload", httpapi.Params{Store: nilStore{}, Users: httpapi.JWTAuthenticator{}, Producers: keys, Config: &httpapi.Config{MaxPayloadBytes: 100, MaxBodyBytes: 10}}, "Config.MaxBodyBytes"},
-		{"Timeout", httpapi.Params{Store: nilStore{}, Users: httpapi.JWTAuthenticator{}, Producers: keys, Config: &httpapi.Config{AuditStatementTimeout: time.Microsecond}}, "Config.AuditStatementTimeout"},
-		{"RetryAfter", httpapi.Params{Store: nilStore{}, Users: httpapi.JWTAuthenticator{}, Producers: keys, Config: &httpapi.Config{RetryAfter: -time.Second}}, "Config.RetryAfter"},
-		{"ExportPage", httpapi.Params{Store: nilStore{}, Users: httpapi.JWTAuthenticator{}, Producers: keys, Config: &httpapi.Config{ExportPageRows: 5000}}, "Config.ExportPageRows"},
-		{"OK", httpapi.Params{Store: nilStore{}, Users: httpapi.JWTAuthenticator{}, Producers: keys}, ""},
+		{"NoProducers", httpapi.Params{Store: nilStore{}, Users: auth.Authenticator{}}, "Params.Producers"},
+		{"NegativePayload", httpapi.Params{Store: nilStore{}, Users: auth.Authenticator{}, Producers: keys, Config: &httpapi.Config{MaxPayloadBytes: -1}}, "Config.MaxPayloadBytes"},
+		{"BodyBelowPayload", httpapi.Params{Store: nilStore{}, Users: auth.Authenticator{}, Producers: keys, Config: &httpapi.Config{MaxPayloadBytes: 100, MaxBodyBytes: 10}}, "Config.MaxBodyBytes"},
+		{"Timeout", httpapi.Params{Store: nilStore{}, Users: auth.Authenticator{}, Producers: keys, Config: &httpapi.Config{AuditStatementTimeout: time.Microsecond}}, "Config.AuditStatementTimeout"},
+		{"RetryAfter", httpapi.Params{Store: nilStore{}, Users: auth.Authenticator{}, Producers: keys, Config: &httpapi.Config{RetryAfter: -time.Second}}, "Config.RetryAfter"},
+		{"ExportPage", httpapi.Params{Store: nilStore{}, Users: auth.Authenticator{}, Producers: keys, Config: &httpapi.Config{ExportPageRows: 5000}}, "Config.ExportPageRows"},
+		{"OK", httpapi.Params{Store: nilStore{}, Users: auth.Authenticator{}, Producers: keys}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,7 +172,7 @@ func TestOpenAPI(t *testing.T) {
 	// A server with Socket.IO mounted, to see every route it can have.
 	keys, _ := auth.ParseAPIKeys("")
 	s, err := httpapi.NewServer(httpapi.Params{
-		Store: nilStore{}, Users: httpapi.JWTAuthenticator{}, Producers: keys,
+		Store: nilStore{}, Users: auth.Authenticator{}, Producers: keys,
 		SocketIO: http.NotFoundHandler(),
 	})
 	if err != nil {

@@ -1,40 +1,11 @@
 package httpapi
 
 import (
-	"net/http"
-	"time"
-
 	"github.com/gin-gonic/gin"
 
 	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/transport/auth"
 )
-
-// JWTAuthenticator is the Authenticator of users who present a JSON Web
-// Token: in authToken, in an "Authorization: Bearer" header or, if
-// CookieName is set, in that cookie (see auth.TokenFromRequest).
-type JWTAuthenticator struct {
-	// Verifier checks tokens. Required.
-	Verifier *auth.Verifier
-	// CookieName, if set, names a cookie that may carry the token.
-	CookieName string
-	// Now returns the current time; nil means time.Now.
-	Now func() time.Time
-}
-
-// Authenticate implements Authenticator. Every failure is an error with
-// domain.CodeUnauthorized and the message "unauthorized".
-func (a JWTAuthenticator) Authenticate(r *http.Request, authToken string) (domain.Principal, error) {
-	tok := auth.TokenFromRequest(r, authToken, a.CookieName)
-	if tok == "" {
-		return domain.Principal{}, errUnauthorized
-	}
-	now := time.Now
-	if a.Now != nil {
-		now = a.Now
-	}
-	return a.Verifier.Verify(tok, now())
-}
 
 // errUnauthorized is the one answer to missing or bad credentials.
 var errUnauthorized = &domain.Error{Code: domain.CodeUnauthorized, Message: "unauthorized"}

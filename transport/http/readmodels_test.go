@@ -67,7 +67,7 @@ func setupReadModels(t *testing.T, o *setupOptions, readModels func(b *testBundl
 	}
 	b.api, err = httpapi.NewServer(httpapi.Params{
 		Store:      b.store,
-		Users:      httpapi.JWTAuthenticator{Verifier: verifier},
+		Users:      auth.Authenticator{Verifier: verifier},
 		Producers:  keys,
 		ReadModels: rm,
 		Logger:     logger,

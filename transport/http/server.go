@@ -72,7 +72,7 @@ type Store interface {
 	AuditReader
 }
 
-// Authenticator identifies the user behind a request. JWTAuthenticator is
+// Authenticator identifies the user behind a request. auth.Authenticator is
 // the usual one.
 type Authenticator interface {
 	// Authenticate returns the principal the request's credentials

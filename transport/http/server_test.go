@@ -220,7 +220,7 @@ func setup(t *testing.T, o *setupOptions) *testBundle {
 	}
 	p := httpapi.Params{
 		Store:     store,
-		Users:     httpapi.JWTAuthenticator{Verifier: verifier},
+		Users:     auth.Authenticator{Verifier: verifier},
 		Producers: keys,
 		Ready:     o.ready,
 		Logger:    logger,

@@ -17,10 +17,6 @@ type Config struct {
 	// any other Origin header are refused with 403. "*" allows every origin
 	// and is meant for development only. Required.
 	FrontendOrigin string
-	// CookieName is the cookie a TokenAuthenticator reads the JWT from when
-	// the handshake carries neither auth.token nor an Authorization header.
-	// Empty disables cookie authentication.
-	CookieName string
 	// OutboundQueue is how many frames may wait for one socket before it
 	// is disconnected as too slow. It must absorb a burst: the events of
 	// one room that commit together reach the socket at once. Default 1024.

@@ -7,7 +7,7 @@
 // # Overview
 //
 // A Hub wraps a zishang520/socket.io v3 server. Its namespace middleware
-// authenticates every handshake through an Authenticator (TokenAuthenticator
+// authenticates every handshake through an Authenticator (auth.Authenticator
 // reads auth.token, then "Authorization: Bearer", then a cookie); a refused
 // handshake gets connect_error "unauthorized" with data {code: 401}.
 // Handshakes from an Origin other than Config.FrontendOrigin are refused,

@@ -41,7 +41,7 @@ var (
 	_ socketio.Rooms         = (*eventstore.Store)(nil)
 	_ socketio.Presence      = (*eventstore.Store)(nil)
 	_ socketio.Volatile      = (*eventstore.Store)(nil)
-	_ socketio.TokenVerifier = (*auth.Verifier)(nil)
+	_ socketio.Authenticator = auth.Authenticator{}
 )
 
 // testSecret signs the tests' HS256 tokens.
@@ -111,7 +111,7 @@ type serverOpts struct {
 	// Volatile carries typing to other servers through NOTIFY.
 	Volatile bool
 	// Verifier overrides the HS256 test verifier.
-	Verifier socketio.TokenVerifier
+	Verifier *auth.Verifier
 }
 
 // newDB returns a pool on a fresh migrated database.
@@ -153,16 +153,13 @@ func newServer(t *testing.T, pool *pgxpool.Pool, o serverOpts) *server {
 	if cfg.FrontendOrigin == "" {
 		cfg.FrontendOrigin = frontend
 	}
-	if cfg.CookieName == "" {
-		cfg.CookieName = "roomlog_session"
-	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 200 * time.Millisecond
 		cfg.PresenceTTL = time.Second
 	}
 	params := socketio.HubParams{
 		Config:   cfg,
-		Auth:     socketio.TokenAuthenticator{Verifier: verifier, CookieName: cfg.CookieName},
+		Auth:     auth.Authenticator{Verifier: verifier, CookieName: "roomlog_session"},
 		Rooms:    store,
 		Presence: store,
 		Logger:   logger,

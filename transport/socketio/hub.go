@@ -23,7 +23,7 @@ import (
 	"github.com/roomlog/roomlog/eventstore"
 )
 
-// Authenticator turns a handshake into a principal. TokenAuthenticator
+// Authenticator turns a handshake into a principal. auth.Authenticator
 // adapts transport/auth to it.
 type Authenticator interface {
 	// Authenticate identifies the client of r. authToken is the
