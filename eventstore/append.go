@@ -590,23 +590,26 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 	if err := br.Close(); err != nil {
 		return nil, nil, classify("append: write", err)
 	}
-	// Within-batch duplicates take the result of the request they repeat.
-	byID := map[string]AppendResult{}
-	for _, rs := range results {
-		for _, r := range rs {
-			if r.EventID != "" && !r.Replayed {
-				byID[r.EventID] = r
+	// Within-batch duplicates take the result of the request they repeat
+	// (the common batch has none: skip building the index).
+	if len(replays) > len(replayIDs) {
+		byID := map[string]AppendResult{}
+		for _, rs := range results {
+			for _, r := range rs {
+				if r.EventID != "" && !r.Replayed {
+					byID[r.EventID] = r
+				}
 			}
 		}
-	}
-	for _, sl := range replays {
-		if results[sl.sub][sl.req].EventID == "" {
-			r, ok := byID[sl.replayOf]
-			if !ok {
-				return nil, nil, errors.New("append: idempotent duplicate lost its original")
+		for _, sl := range replays {
+			if results[sl.sub][sl.req].EventID == "" {
+				r, ok := byID[sl.replayOf]
+				if !ok {
+					return nil, nil, errors.New("append: idempotent duplicate lost its original")
+				}
+				r.Replayed = true
+				results[sl.sub][sl.req] = r
 			}
-			r.Replayed = true
-			results[sl.sub][sl.req] = r
 		}
 	}
 	return results, subErrs, nil
