@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/roomlog/roomlog/domain"
 )
@@ -149,7 +151,7 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, reqs []AppendRequest) (
 	if assigned {
 		return nil, domain.Errorf(domain.CodeInvalid, "AppendTx must be the first write of its transaction")
 	}
-	res, subErrs, err := s.appendInTx(ctx, tx, []*submission{sub}, false)
+	res, subErrs, _, err := s.appendInTx(ctx, tx, []*submission{sub}, false)
 	if err != nil {
 		return nil, err
 	}
@@ -281,10 +283,35 @@ type head struct {
 	hash []byte
 }
 
+// batchSender runs pipelined statements: a pgx.Tx (AppendTx) or the
+// group-commit writer's own connection.
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// handoffLimit caps the events one group commit reads back for the
+// in-process hand-off (its own rows plus those the fan-out has not yet
+// emitted); a commit that finds more leaves them to the tail.
+const handoffLimit = 4000
+
+// appended is what appendInTx wrote beyond the per-submission results.
+type appended struct {
+	// handoff is every event after handoffAfter up to and including this
+	// transaction's own rows, in tail order, when the hand-off applies
+	// (see Config.Handoff); nil otherwise.
+	handoff      []domain.Delivery
+	handoffAfter domain.Position
+}
+
 // appendInTx writes subs in tx. It returns per-submission results and
 // errors (a submission with an idempotency conflict is skipped, the others
 // proceed) or a fatal error, after which tx must be rolled back.
-func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, ownTx bool) ([][]AppendResult, []error, error) {
+//
+// With ownTx, q is a connection outside any transaction: the first
+// pipeline opens the transaction (BEGIN) and the last one commits it
+// (COMMIT), so a group commit costs two round trips in all. A nil error
+// then means the transaction committed durably.
+func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submission, ownTx bool) ([][]AppendResult, []error, appended, error) {
 	// 1. Collect the locks: every room and every idempotency key, sorted so
 	// that concurrent writers always lock in the same order.
 	var keys []int64
@@ -320,6 +347,7 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 	// (read committed), so they see every earlier writer's commit.
 	b := &pgx.Batch{}
 	if ownTx {
+		b.Queue("BEGIN")
 		if s.cfg.AsyncCommit {
 			b.Queue("SET LOCAL synchronous_commit = off")
 		} else {
@@ -339,22 +367,26 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 			JOIN unnest($1::text[], $2::text[]) AS u(producer, key) ON k.producer = u.producer AND k.key = u.key`,
 			idemProducers, idemKeys)
 	}
-	br := tx.SendBatch(ctx, b)
+	br := q.SendBatch(ctx, b)
 	if ownTx {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
-			return nil, nil, classify("append: set synchronous_commit", err)
+			return nil, nil, appended{}, classify("append: begin", err)
+		}
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, nil, appended{}, classify("append: set synchronous_commit", err)
 		}
 	}
 	if _, err := br.Exec(); err != nil {
 		br.Close()
-		return nil, nil, classify("append: lock rooms", err)
+		return nil, nil, appended{}, classify("append: lock rooms", err)
 	}
 	heads := make(map[domain.Room]head, len(rooms))
 	rows, err := br.Query()
 	if err != nil {
 		br.Close()
-		return nil, nil, classify("append: read heads", err)
+		return nil, nil, appended{}, classify("append: read heads", err)
 	}
 	for rows.Next() {
 		var room string
@@ -362,20 +394,20 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 		if err := rows.Scan(&room, &h.seq, &h.hash); err != nil {
 			rows.Close()
 			br.Close()
-			return nil, nil, classify("append: scan head", err)
+			return nil, nil, appended{}, classify("append: scan head", err)
 		}
 		heads[domain.Room(room)] = h
 	}
 	if err := rows.Err(); err != nil {
 		br.Close()
-		return nil, nil, classify("append: read heads", err)
+		return nil, nil, appended{}, classify("append: read heads", err)
 	}
 	known := map[idemKey]idemHit{}
 	if len(idem) > 0 {
 		rows, err := br.Query()
 		if err != nil {
 			br.Close()
-			return nil, nil, classify("append: read idempotency keys", err)
+			return nil, nil, appended{}, classify("append: read idempotency keys", err)
 		}
 		for rows.Next() {
 			var k idemKey
@@ -383,17 +415,17 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 			if err := rows.Scan(&k.producer, &k.key, &hit.contentHash, &hit.eventID); err != nil {
 				rows.Close()
 				br.Close()
-				return nil, nil, classify("append: scan idempotency key", err)
+				return nil, nil, appended{}, classify("append: scan idempotency key", err)
 			}
 			known[k] = hit
 		}
 		if err := rows.Err(); err != nil {
 			br.Close()
-			return nil, nil, classify("append: read idempotency keys", err)
+			return nil, nil, appended{}, classify("append: read idempotency keys", err)
 		}
 	}
 	if err := br.Close(); err != nil {
-		return nil, nil, classify("append: lock and read", err)
+		return nil, nil, appended{}, classify("append: lock and read", err)
 	}
 
 	// 3. Decide each submission: replays, conflicts, new rows.
@@ -520,31 +552,55 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 	if len(replayIDs) > 0 {
 		b.Queue(`SELECT event_id::text, room, seq, created_at FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY id`, replayIDs)
 	}
+	// The hand-off read: if no transaction that could still write events is
+	// older than this one (oldestWriterSQL; see horizon.go), every event
+	// with a smaller transaction id is committed, and the events after the
+	// fan-out's position up to and including this transaction's own rows,
+	// read by the next statement with a later snapshot, are a complete
+	// stretch of the tail, final as soon as this transaction commits.
+	// Otherwise the tail delivers them.
+	var out appended
+	handoff := false
+	if ownTx && len(evIDs) > 0 && s.cfg.Handoff != nil && s.cfg.HandoffAfter != nil {
+		out.handoffAfter, handoff = s.cfg.HandoffAfter()
+	}
+	if handoff {
+		b.Queue(oldestWriterSQL, roomLockClass)
+		b.Queue(`SELECT `+deliveryColumns+`
+			FROM events e
+			WHERE (e.txid, e.id) > ($1::text::xid8, $2::int8)
+			  AND e.txid <= pg_current_xact_id()
+			ORDER BY e.txid, e.id
+			LIMIT $3`, strconv.FormatUint(out.handoffAfter.Txid, 10), out.handoffAfter.ID, len(evIDs)+handoffLimit)
+	}
 	if len(evIDs) > 0 {
 		b.Queue("SELECT pg_notify($1, '')", NotifyChannel)
 	}
-	if b.Len() == 0 {
-		return results, subErrs, nil
+	if ownTx {
+		b.Queue("COMMIT")
 	}
-	br = tx.SendBatch(ctx, b)
+	if b.Len() == 0 {
+		return results, subErrs, out, nil
+	}
+	br = q.SendBatch(ctx, b)
 	defer br.Close()
 	if len(evIDs) > 0 {
 		if _, err := br.Exec(); err != nil {
-			return nil, nil, classify("append: insert events", err)
+			return nil, nil, appended{}, classify("append: insert events", err)
 		}
 		if _, err := br.Exec(); err != nil {
-			return nil, nil, classify("append: update heads", err)
+			return nil, nil, appended{}, classify("append: update heads", err)
 		}
 	}
 	if len(newKeyKeys) > 0 {
 		if _, err := br.Exec(); err != nil {
-			return nil, nil, classify("append: insert idempotency keys", err)
+			return nil, nil, appended{}, classify("append: insert idempotency keys", err)
 		}
 	}
 	if len(replayIDs) > 0 {
 		rows, err := br.Query()
 		if err != nil {
-			return nil, nil, classify("append: read replayed events", err)
+			return nil, nil, appended{}, classify("append: read replayed events", err)
 		}
 		type orig struct {
 			at    time.Time
@@ -557,7 +613,7 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 			var at time.Time
 			if err := rows.Scan(&id, &room, &seq, &at); err != nil {
 				rows.Close()
-				return nil, nil, classify("append: scan replayed event", err)
+				return nil, nil, appended{}, classify("append: scan replayed event", err)
 			}
 			o := origs[id]
 			if o == nil {
@@ -567,7 +623,7 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 			o.rooms[domain.Room(room)] = seq
 		}
 		if err := rows.Err(); err != nil {
-			return nil, nil, classify("append: read replayed events", err)
+			return nil, nil, appended{}, classify("append: read replayed events", err)
 		}
 		for _, sl := range replays {
 			p := subs[sl.sub].reqs[sl.req]
@@ -582,13 +638,47 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 			results[sl.sub][sl.req] = res
 		}
 	}
+	if handoff {
+		var oldest bool
+		if err := br.QueryRow().Scan(&oldest); err != nil {
+			return nil, nil, appended{}, classify("append: check writer horizon", err)
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return nil, nil, appended{}, classify("append: read hand-off", err)
+		}
+		evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Delivery, error) { return scanDelivery(r) })
+		if err != nil {
+			return nil, nil, appended{}, classify("append: read hand-off", err)
+		}
+		// As many rows as the limit: the stretch may go on; the tail
+		// delivers.
+		if oldest && len(evs) >= len(evIDs) && len(evs) < len(evIDs)+handoffLimit {
+			out.handoff = evs
+		}
+	}
 	if len(evIDs) > 0 {
 		if _, err := br.Exec(); err != nil {
-			return nil, nil, classify("append: notify", err)
+			return nil, nil, appended{}, classify("append: notify", err)
+		}
+	}
+	if ownTx {
+		if _, err := br.Exec(); err != nil {
+			// The outcome of a failed COMMIT is unknown (the connection may
+			// have died after the server committed): report unavailable,
+			// never success. Retrying with the same idempotency key is safe.
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) {
+				return nil, nil, appended{}, classify("append: commit", err)
+			}
+			return nil, nil, appended{}, unavailable("append: commit", err)
 		}
 	}
 	if err := br.Close(); err != nil {
-		return nil, nil, classify("append: write", err)
+		if ownTx {
+			return nil, nil, appended{}, unavailable("append: commit", err)
+		}
+		return nil, nil, appended{}, classify("append: write", err)
 	}
 	// Within-batch duplicates take the result of the request they repeat
 	// (the common batch has none: skip building the index).
@@ -605,14 +695,14 @@ func (s *Store) appendInTx(ctx context.Context, tx pgx.Tx, subs []*submission, o
 			if results[sl.sub][sl.req].EventID == "" {
 				r, ok := byID[sl.replayOf]
 				if !ok {
-					return nil, nil, errors.New("append: idempotent duplicate lost its original")
+					return nil, nil, appended{}, errors.New("append: idempotent duplicate lost its original")
 				}
 				r.Replayed = true
 				results[sl.sub][sl.req] = r
 			}
 		}
 	}
-	return results, subErrs, nil
+	return results, subErrs, out, nil
 }
 
 // newEventID returns a UUIDv7: time-ordered, so the event_id index grows at

@@ -145,32 +145,37 @@ func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, li
 // every event that commits from now on. A few events that committed just
 // before the call may also be delivered.
 func (s *Store) TailStart(ctx context.Context) (domain.Position, error) {
-	var xmin string
-	if err := s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text").Scan(&xmin); err != nil {
-		return domain.Position{}, classify("tail start", err)
-	}
-	x, err := strconv.ParseUint(xmin, 10, 64)
+	h, err := s.writerHorizon(ctx)
 	if err != nil {
-		return domain.Position{}, fmt.Errorf("tail start: parse xmin %q: %w", xmin, err)
+		return domain.Position{}, fmt.Errorf("tail start: %w", err)
 	}
-	return domain.Position{Txid: x - 1, ID: math.MaxInt64}, nil
+	return domain.Position{Txid: h - 1, ID: math.MaxInt64}, nil
 }
 
 // ReadTail returns up to limit events after pos in the log's global order
 // (txid, id), reading only rows whose transaction is older than every
-// transaction still running. That set never gains a member later, so a
-// consumer that advances its position through ReadTail's results never
-// skips a row, however late the row's transaction commits. Within a room,
-// the order is seq order.
+// transaction that can still write events (the writer horizon, see
+// horizon.go). That set never gains a member later, so a consumer that
+// advances its position through ReadTail's results never skips a row,
+// however late the row's transaction commits. Within a room, the order is
+// seq order. Transactions that do not write events (of this or any other
+// database) do not hold the tail back.
 func (s *Store) ReadTail(ctx context.Context, after domain.Position, limit int) ([]domain.Delivery, error) {
 	limit = clampLimit(limit)
+	h, err := s.writerHorizon(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read tail: %w", err)
+	}
+	if h <= after.Txid {
+		return nil, nil // nothing can be final after pos yet
+	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT `+deliveryColumns+`
 		FROM events e
 		WHERE (e.txid, e.id) > ($1::text::xid8, $2::int8)
-		  AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
+		  AND e.txid < $4::text::xid8
 		ORDER BY e.txid, e.id
-		LIMIT $3`, strconv.FormatUint(after.Txid, 10), after.ID, limit)
+		LIMIT $3`, strconv.FormatUint(after.Txid, 10), after.ID, limit, strconv.FormatUint(h, 10))
 	if err != nil {
 		return nil, classify("read tail", err)
 	}

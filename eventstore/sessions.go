@@ -135,8 +135,8 @@ func (st *Store) PruneSessions(ctx context.Context, limit int) (int64, error) {
 
 // ReadRecovery returns up to limit events of the rooms of after, each room
 // read strictly after its own position, merged in the log's global order
-// (txid, id). Like ReadTail it reads only rows whose transaction is older
-// than every running transaction, so a later call can never find a row
+// (txid, id). Like ReadTail it reads only rows below the writer horizon
+// (horizon.go), so a later call can never find a row
 // before the last one returned: a reader that advances every room's
 // position past what it got neither skips nor repeats an event.
 func (st *Store) ReadRecovery(ctx context.Context, after map[domain.Room]domain.Position, limit int) ([]domain.Delivery, error) {
@@ -152,17 +152,21 @@ func (st *Store) ReadRecovery(ctx context.Context, after map[domain.Room]domain.
 		txids = append(txids, strconv.FormatUint(p.Txid, 10))
 		ids = append(ids, p.ID)
 	}
+	h, err := st.writerHorizon(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read recovery: %w", err)
+	}
 	rows, err := st.pool.Query(ctx, `
 		SELECT `+deliveryColumns+`
 		FROM unnest($1::text[], $2::text[], $3::int8[]) AS b(room, txid, id)
 		CROSS JOIN LATERAL (
 			SELECT * FROM events e
 			WHERE e.room = b.room AND (e.txid, e.id) > (b.txid::xid8, b.id)
-			  AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
+			  AND e.txid < $5::text::xid8
 			ORDER BY e.txid, e.id LIMIT $4
 		) e
 		ORDER BY e.txid, e.id
-		LIMIT $4`, rooms, txids, ids, limit)
+		LIMIT $4`, rooms, txids, ids, limit, strconv.FormatUint(h, 10))
 	if err != nil {
 		return nil, classify("read recovery", err)
 	}

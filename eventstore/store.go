@@ -33,6 +33,22 @@ type Config struct {
 	// OnCommit, if set, is called after every group commit with the number
 	// of submissions and rows it wrote and how long it took; for metrics.
 	OnCommit func(submissions, rows int, took time.Duration)
+	// HandoffAfter and Handoff, if both set, hand committed events to an
+	// in-process consumer (the live fan-out) the moment they are durable,
+	// without the round trips of NOTIFY and a tail read. Before each group
+	// commit the writer asks HandoffAfter for the position after which the
+	// consumer still needs events (ok false: no hand-off). If that
+	// commit's transaction was the oldest running in the cluster, Handoff
+	// then receives, after the COMMIT, every event after that position up
+	// to and including the commit's own, in the tail's (txid, id) order:
+	// exactly what ReadTail would return from it, with nothing missing.
+	// Otherwise Handoff is not called and the tail delivers them. Handoff
+	// is called from a writer goroutine (the writers run concurrently) and
+	// must not block for long; the same events also reach ReadTail, so the
+	// consumer must skip what it has already seen.
+	HandoffAfter func() (after domain.Position, ok bool)
+	// Handoff receives a committed stretch of the log; see HandoffAfter.
+	Handoff func(ctx context.Context, after domain.Position, events []domain.Delivery)
 	// Now returns the current time; tests may pin it. Default time.Now.
 	Now func() time.Time
 }

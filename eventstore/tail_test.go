@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/eventstore"
@@ -101,6 +102,45 @@ func TestTailOutOfOrderCommit(t *testing.T) {
 	}
 	if fmt.Sprint(types) != "[x-held x-later x-later]" {
 		t.Fatalf("tail after commit = %v, want the held row first and nothing skipped", types)
+	}
+}
+
+// TestTailIgnoresNonWriters holds open, with transaction ids older than an
+// append's, a transaction of this database that writes something else and
+// one of another database: neither can write events, so the tail (and a
+// new tail's start) does not wait for them.
+func TestTailIgnoresNonWriters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := eventstoretest.New(t)
+	other := eventstoretest.New(t) // another database on the same cluster
+	s := newStore(t, pool, nil)
+	pos, _ := drainTail(t, s, domain.Position{})
+
+	for _, p := range []*pgxpool.Pool{pool, other} {
+		tx, err := p.BeginTx(ctx, pgx.TxOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck
+		var xid string
+		if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Append(ctx, req("x-after", `{}`, "user-a")); err != nil {
+		t.Fatal(err)
+	}
+	_, got := drainTail(t, s, pos)
+	if len(got) != 1 || got[0].Type != "x-after" {
+		t.Fatalf("tail = %v, want the appended row at once", got)
+	}
+	start, err := s.TailStart(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if start.Txid < got[0].Position.Txid {
+		t.Fatalf("tail start %v is held back before %v by transactions that cannot write events", start, got[0].Position)
 	}
 }
 

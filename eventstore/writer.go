@@ -2,10 +2,9 @@ package eventstore
 
 import (
 	"context"
-	"errors"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/roomlog/roomlog/domain"
 )
@@ -84,28 +83,22 @@ func (s *Store) process(ctx context.Context, batch []*submission) {
 
 // commit writes subs in one transaction and finishes each of them on
 // success. On a fatal error it finishes nothing and returns the error.
+// After a successful commit it hands the committed stretch of the log to
+// Config.Handoff, if any.
 func (s *Store) commit(ctx context.Context, subs []*submission) error {
 	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
 	defer cancel()
 	start := time.Now()
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return classify("append: begin", err)
+		return classify("append: acquire connection", err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	results, subErrs, err := s.appendInTx(ctx, tx, subs, true)
+	results, subErrs, out, err := s.appendInTx(ctx, conn, subs, true)
 	if err != nil {
+		s.release(ctx, conn)
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		// The outcome of a failed COMMIT is unknown (the connection may
-		// have died after the server committed): report unavailable, never
-		// success. Retrying with the same idempotency key is safe.
-		if errors.Is(err, pgx.ErrTxCommitRollback) {
-			return classify("append: commit", err)
-		}
-		return unavailable("append: commit", err)
-	}
+	conn.Release()
 	if s.cfg.OnCommit != nil {
 		rows := 0
 		for _, sub := range subs {
@@ -116,5 +109,21 @@ func (s *Store) commit(ctx context.Context, subs []*submission) error {
 	for i, sub := range subs {
 		sub.finish(results[i], subErrs[i])
 	}
+	if out.handoff != nil {
+		s.cfg.Handoff(ctx, out.handoffAfter, out.handoff)
+	}
 	return nil
+}
+
+// release returns a connection whose transaction failed to the pool,
+// rolling the transaction back first so the connection can be reused (the
+// pool destroys a connection it gets back inside a transaction).
+func (s *Store) release(ctx context.Context, conn *pgxpool.Conn) {
+	pc := conn.Conn().PgConn()
+	if !pc.IsClosed() && !pc.IsBusy() && pc.TxStatus() != 'I' {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_, _ = conn.Exec(rctx, "ROLLBACK")
+		cancel()
+	}
+	conn.Release()
 }

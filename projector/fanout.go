@@ -2,6 +2,8 @@ package projector
 
 import (
 	"context"
+	"log/slog"
+	"sync"
 
 	"github.com/roomlog/roomlog/domain"
 )
@@ -14,29 +16,109 @@ const FanoutName = "fanout"
 type Emitter interface {
 	// Emit delivers d to every local subscriber of d.Room. It must not
 	// block on slow subscribers (it drops them instead) and is called
-	// from one goroutine, in tail order, so each room's events arrive in
-	// seq order.
+	// from one goroutine at a time, in tail order, so each room's events
+	// arrive in seq order.
 	Emit(ctx context.Context, d domain.Delivery) error
 }
 
-// Fanout is the Handler that hands every event of the tail to an Emitter.
-// Run
-// it without checkpoints, FromNow: each process fans out what commits while
-// it runs, and clients that were away catch up from the log.
+// Fanout hands every event of the log to an Emitter, once each, in the
+// tail's (txid, id) order. Events reach it by two paths:
+//
+//   - Handle, the Handler of a Runner on the tail (FromNow, no
+//     checkpoints): every event, from every process, once it is below the
+//     writer horizon (eventstore.Store.ReadTail);
+//   - Handoff, which eventstore's group-commit writer calls right after a
+//     COMMIT of this process (eventstore.Config.Handoff): a complete
+//     stretch of the tail up to that commit's events, without waiting for
+//     NOTIFY and a tail read.
+//
+// Both run under one lock and skip what is at or before the last emitted
+// position, so the Emitter sees one gap-free stream in tail order whichever
+// path is first; the hand-off only makes it earlier. Use it by pointer,
+// and tell it where the tail starts (StartAt) before it can take
+// hand-offs.
 type Fanout struct {
+	// Emitter receives the events. Required.
 	Emitter Emitter
-	// OnEmit, if set, is called after each event Emitter accepted, from
-	// the fan-out goroutine, in tail order; for metrics (e.g. commit→emit
+	// OnEmit, if set, is called after each event Emitter accepted, under
+	// the fan-out's lock, in tail order; for metrics (e.g. commit→emit
 	// lag from d.OccurredAt). It must not block.
 	OnEmit func(d domain.Delivery)
+	// Advance, if set, is told the position up to which a hand-off
+	// emitted, so the tail Runner can skip reading those events again
+	// (Runner.Advance).
+	Advance func(pos domain.Position)
+	// Logger receives hand-off errors. Default: discard.
+	Logger *slog.Logger
+
+	mu    sync.Mutex
+	pos   domain.Position
+	ready bool
 }
 
-// Handle implements Handler.
-func (f Fanout) Handle(ctx context.Context, batch []domain.Delivery, _ domain.Position) error {
-	for _, d := range batch {
+// StartAt sets the position the fan-out starts after (the tail Runner's
+// start position); a Runner calls it from Start. Until then Handoff is
+// refused, and only Handle delivers.
+func (f *Fanout) StartAt(pos domain.Position) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.ready || f.pos.Less(pos) {
+		f.pos = pos
+	}
+	f.ready = true
+}
+
+// Position returns the position of the last event emitted (or the start
+// position), and false before StartAt.
+func (f *Fanout) Position() (domain.Position, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pos, f.ready
+}
+
+// Handle implements Handler: it emits the tail's events that a hand-off
+// has not already emitted.
+func (f *Fanout) Handle(ctx context.Context, batch []domain.Delivery, _ domain.Position) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.emitLocked(ctx, batch)
+}
+
+// Handoff emits events, a complete stretch of the tail that starts right
+// after position after, skipping those already emitted. If the fan-out has
+// not yet emitted everything up to after (the stretch would leave a gap),
+// it emits nothing: the tail brings those events in order. It satisfies
+// eventstore.Config.Handoff.
+func (f *Fanout) Handoff(ctx context.Context, after domain.Position, events []domain.Delivery) {
+	f.mu.Lock()
+	if !f.ready || f.pos.Less(after) || len(events) == 0 {
+		f.mu.Unlock()
+		return
+	}
+	err := f.emitLocked(ctx, events)
+	pos := f.pos
+	f.mu.Unlock()
+	if err != nil {
+		if f.Logger != nil {
+			f.Logger.ErrorContext(ctx, "live hand-off failed; the tail delivers the rest", "error", err)
+		}
+		return
+	}
+	if f.Advance != nil {
+		f.Advance(pos)
+	}
+}
+
+// emitLocked emits the events after f.pos, in order; f.mu is held.
+func (f *Fanout) emitLocked(ctx context.Context, events []domain.Delivery) error {
+	for _, d := range events {
+		if f.ready && !f.pos.Less(d.Position) {
+			continue // emitted already, by the other path
+		}
 		if err := f.Emitter.Emit(ctx, d); err != nil {
 			return err
 		}
+		f.pos, f.ready = d.Position, true
 		if f.OnEmit != nil {
 			f.OnEmit(d)
 		}

@@ -157,6 +157,9 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	r.pos = pos
 	r.started = true
+	if s, ok := r.cfg.Handler.(startAtter); ok {
+		s.StartAt(pos)
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	go func() {
@@ -164,6 +167,12 @@ func (r *Runner) Start(ctx context.Context) error {
 		r.loop(runCtx)
 	}()
 	return nil
+}
+
+// startAtter is a Handler that wants to know where the Runner starts
+// (Fanout, for its hand-off path).
+type startAtter interface {
+	StartAt(pos domain.Position)
 }
 
 func (r *Runner) startPosition(ctx context.Context) (domain.Position, error) {
@@ -201,6 +210,18 @@ func (r *Runner) Wake() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
+	}
+}
+
+// Advance moves the Runner's read position forward to pos, if pos is
+// later: the events up to pos were handled by another path (Fanout's
+// hand-off), so the next read starts after them. Never call it for a
+// consumer whose Handler must see every event itself.
+func (r *Runner) Advance(pos domain.Position) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pos.Less(pos) {
+		r.pos = pos
 	}
 }
 
@@ -280,7 +301,9 @@ func (r *Runner) step(ctx context.Context) (int, error) {
 		}
 	}
 	r.mu.Lock()
-	r.pos = next
+	if r.pos.Less(next) { // Advance may have moved it further meanwhile
+		r.pos = next
+	}
 	r.lastAt = batch[len(batch)-1].OccurredAt
 	r.mu.Unlock()
 	return len(batch), nil

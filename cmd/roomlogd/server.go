@@ -119,7 +119,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	storeCfg := &eventstore.Config{OnCommit: met.onCommit}
+	// The live fan-out takes this process's commits straight from the
+	// writer (hand-off) and everything else from the tail; it is wired to
+	// the hub and its Runner below, before it accepts a hand-off.
+	live := &projector.Fanout{OnEmit: met.onEmit, Logger: log}
+	storeCfg := &eventstore.Config{OnCommit: met.onCommit, HandoffAfter: live.Position, Handoff: live.Handoff}
 	if cfg.UnsafeAsyncCommit {
 		// Only a -tags bench build gets here (Config.validate).
 		log.Warn("UNSAFE: ROOMLOG_UNSAFE_ASYNC_COMMIT is set: synchronous_commit is off, acknowledged events can be lost in a crash; benchmarks only")
@@ -188,11 +192,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	fanout, err := projector.New(projector.Config{
 		Name: projector.FanoutName, Source: m.store, Start: projector.FromNow,
-		Handler: projector.Fanout{Emitter: m.hub, OnEmit: met.onEmit}, Logger: log, PollInterval: 100 * time.Millisecond,
+		Handler: live, Logger: log, PollInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
 		return err
 	}
+	live.Emitter, live.Advance = m.hub, fanout.Advance
 	if err := fanout.Start(ctx); err != nil {
 		return fmt.Errorf("start fan-out: %w", err)
 	}

@@ -135,7 +135,10 @@ func newServer(t *testing.T, pool *pgxpool.Pool, o serverOpts) *server {
 	t.Helper()
 	ctx := context.Background()
 	logger := testLogger(t, slog.LevelWarn)
-	store := eventstore.New(pool, logger, nil)
+	// Wired as roomlogd wires it: this process's commits reach the fan-out
+	// by hand-off, everything else by the tail.
+	live := &projector.Fanout{}
+	store := eventstore.New(pool, logger, &eventstore.Config{HandoffAfter: live.Position, Handoff: live.Handoff})
 	if err := store.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -185,12 +188,13 @@ func newServer(t *testing.T, pool *pgxpool.Pool, o serverOpts) *server {
 		runners = append(runners, r)
 	}
 	fanout, err := projector.New(projector.Config{
-		Name: projector.FanoutName, Source: store, Handler: projector.Fanout{Emitter: hub},
+		Name: projector.FanoutName, Source: store, Handler: live,
 		Start: projector.FromNow, PollInterval: 100 * time.Millisecond, Logger: logger,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	live.Emitter, live.Advance = hub, fanout.Advance
 	runners = append(runners, fanout)
 	for _, r := range runners {
 		if err := r.Start(ctx); err != nil {
@@ -268,6 +272,26 @@ func grant(t testing.TB, s *eventstore.Store, room domain.Room, users ...string)
 			if !ok {
 				return fmt.Errorf("%s not yet a member of %s", u, room)
 			}
+		}
+		return nil
+	})
+}
+
+// settled waits until the server's fan-out has passed room's last event,
+// so that a socket joining now starts after it.
+func (s *server) settled(t testing.TB, room domain.Room) {
+	t.Helper()
+	page, err := s.Store.ReadRoom(context.Background(), room, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) == 0 {
+		return
+	}
+	last := page.Events[len(page.Events)-1].Position
+	checkFor(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if p := s.fanout.Position(); p.Less(last) {
+			return fmt.Errorf("fan-out at %v, room's last event at %v", p, last)
 		}
 		return nil
 	})

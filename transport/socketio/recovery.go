@@ -37,7 +37,7 @@ import (
 //     (domain.CanJoin and membership) and keeps only those still allowed.
 //   - The socket then receives, before any live event, every event of its
 //     rooms with a Position after both the offset and the room's join
-//     Position, read below the xmin horizon in (txid, id) order (see
+//     Position, read below the writer horizon in (txid, id) order (see
 //     eventstore.ReadRecovery). Live events for the socket wait meanwhile
 //     and are handed over with those at or before the last replayed
 //     Position dropped.
@@ -47,7 +47,8 @@ import (
 // nothing after it. Live events reach a socket in the fan-out's (txid, id)
 // order, only after the room's join Position, so every event the socket was
 // owed and did not get is after O and after the join Position, and the
-// replay reads exactly those. The replay reads only rows below xmin, a set
+// replay reads exactly those. The replay reads only rows below the writer
+// horizon (eventstore/horizon.go), a set
 // that never gains a member later, so an event it does not read commits
 // later and reaches the socket live; the hand-off drops what the replay
 // already sent. Anything the log cannot vouch for (no session, expired,
@@ -70,7 +71,7 @@ type SessionStore interface {
 	// PruneSessions deletes up to limit expired sessions.
 	PruneSessions(ctx context.Context, limit int) (int64, error)
 	// ReadRecovery returns up to limit events of the given rooms, each
-	// after its own Position, in (txid, id) order, below the xmin
+	// after its own Position, in (txid, id) order, below the writer
 	// horizon.
 	ReadRecovery(ctx context.Context, after map[domain.Room]domain.Position, limit int) ([]domain.Delivery, error)
 	// TailStart returns a Position before every event that commits from

@@ -390,6 +390,7 @@ func TestLiveRevocation(t *testing.T) {
 	node := startNode(t)
 	const chat = domain.Room("chat-lr1")
 	grant(t, srv.Store, chat, "lu1", "lu2")
+	srv.settled(t, chat)
 	gone := node.connect("lr-gone", srv.URL, wsOpts(token(t, "lu1")))
 	gone.connected(t)
 	gone.mustOK(t, socketio.EventJoinChatRoom, "lr1")

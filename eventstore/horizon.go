@@ -1,0 +1,91 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+)
+
+// The tail's horizon.
+//
+// A reader of the log in (txid, id) order may advance past a transaction id
+// only once no transaction with a smaller id can still commit events. The
+// simplest such bound is the cluster's xmin (pg_snapshot_xmin), but that
+// waits for every transaction in the whole PostgreSQL cluster, in every
+// database, whatever it does: one idle-in-transaction session anywhere
+// stalls live delivery. roomlog uses a narrower bound, the writer horizon.
+//
+// Every transaction that inserts events takes its room advisory locks
+// (lockKey "room") before it has a transaction id (AppendTx refuses a
+// transaction that already has one), and holds them until it ends. So at
+// any instant, a transaction with an id that can still write events holds
+// a granted room lock in this database. The writer horizon is the smallest
+// id among transactions that hold one, or the snapshot's xmax if that is
+// smaller.
+//
+// It must be computed in its own statement, before the statement that reads
+// below it: a writer seen running in the snapshot may end before the lock
+// table is read, and only a later snapshot sees its rows. Every transaction
+// below the horizon has ended by the time the horizon statement finishes,
+// and transactions that get an id later get one above it, so the set of
+// rows below the horizon, read with any later snapshot, never gains a
+// member.
+
+// roomLockClass is the advisory lock class (high 32 bits of the key) of
+// room locks, as pg_locks shows it in classid.
+var roomLockClass = func() int64 {
+	ns := fnv.New32a()
+	ns.Write([]byte("room"))
+	return int64(ns.Sum32())
+}()
+
+// writerLocksCTE lists, once, the transactions holding a room lock in
+// this database ($1 = roomLockClass) as w(x32): their 32-bit transaction
+// ids, as pg_locks shows them. Prepared transactions show no pid, so the
+// two lock rows are matched by virtual transaction.
+const writerLocksCTE = `WITH l AS MATERIALIZED (
+		SELECT locktype, virtualtransaction, transactionid, classid, objsubid, database, granted FROM pg_locks
+	), w AS MATERIALIZED (
+		SELECT t.transactionid::text::int8 AS x32 FROM l t JOIN l a ON a.virtualtransaction = t.virtualtransaction
+		WHERE t.locktype = 'transactionid' AND a.locktype = 'advisory' AND a.granted
+		  AND a.objsubid = 1 AND a.classid = $1::int8::oid
+		  AND a.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+	)`
+
+// fullXid widens the 32-bit id x32 of a running transaction to its 64-bit
+// xid8 value, given ref, the xid8 of another transaction id that is
+// running or recent (both lie within 2^31 of each other), as int8.
+func fullXid(x32, ref string) string {
+	d := `(((` + x32 + ` - (` + ref + ` % 4294967296)) % 4294967296 + 4294967296) % 4294967296)`
+	return `(` + ref + ` + ` + d + ` - CASE WHEN ` + d + ` >= 2147483648 THEN 4294967296 ELSE 0 END)`
+}
+
+// writerHorizonSQL returns the writer horizon (see above) as int8: the
+// smallest id of a transaction holding a room lock, or the snapshot's
+// xmax if that is smaller. (A snapshot's xip lists only running ids below
+// its xmax, so the lock table, not xip, says which writers run.)
+var writerHorizonSQL = writerLocksCTE + `, r AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS ref)
+	SELECT least(coalesce(min(` + fullXid("w.x32", "r.ref") + `), r.ref), r.ref)
+	FROM r LEFT JOIN w ON true
+	GROUP BY r.ref`
+
+// oldestWriterSQL reports, inside a writing transaction, whether no other
+// transaction with a smaller id can still write events: then this
+// transaction's rows are final in tail order as soon as it commits. The
+// cheap test (no smaller id runs at all) goes first.
+var oldestWriterSQL = writerLocksCTE + `, r AS (SELECT pg_current_xact_id()::text::int8 AS ref)
+	SELECT pg_snapshot_xmin(pg_current_snapshot()) >= pg_current_xact_id()
+	    OR NOT EXISTS (SELECT 1 FROM w, r WHERE ` + fullXid("w.x32", "r.ref") + ` < r.ref)`
+
+// writerHorizon returns the writer horizon now. Read below it in a later
+// statement.
+func (s *Store) writerHorizon(ctx context.Context) (uint64, error) {
+	var h int64
+	if err := s.pool.QueryRow(ctx, writerHorizonSQL, roomLockClass).Scan(&h); err != nil {
+		return 0, classify("writer horizon", err)
+	}
+	if h <= 0 {
+		return 0, fmt.Errorf("writer horizon: got %d", h)
+	}
+	return uint64(h), nil
+}
