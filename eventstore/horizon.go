@@ -39,17 +39,32 @@ var roomLockClass = func() int64 {
 	return int64(ns.Sum32())
 }()
 
-// writerLocksCTE lists, once, the transactions holding a room lock in
-// this database ($1 = roomLockClass) as w(x32): their 32-bit transaction
-// ids, as pg_locks shows them. Prepared transactions show no pid, so the
-// two lock rows are matched by virtual transaction.
+// writerLocksCTE lists the transaction ids of transactions holding a room
+// lock in this database ($1 = roomLockClass) as w(x32): 32-bit ids, as
+// pg_locks and pg_stat_activity show them.
+//
+// The id comes from pg_stat_activity.backend_xid, which a backend
+// advertises the moment it is assigned, and not only from the holder's
+// transactionid lock: that lock is inserted a moment after the id is
+// assigned, and a check that looked only at it once missed a writer in
+// that window (a preempted backend, under load). The lock table and the
+// activity table are read at two instants of the statement, in either
+// order; that is safe for ids assigned before the statement started, the
+// only ones the callers care about (see writerHorizonSQL and
+// oldestWriterSQL). Prepared transactions have no backend; their
+// transactionid lock (stable by then) stands in.
 const writerLocksCTE = `WITH l AS MATERIALIZED (
-		SELECT locktype, virtualtransaction, transactionid, classid, objsubid, database, granted FROM pg_locks
+		SELECT locktype, pid, virtualtransaction, transactionid, classid, objsubid, database, granted FROM pg_locks
+	), h AS MATERIALIZED (
+		SELECT DISTINCT pid, virtualtransaction FROM l
+		WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND classid = $1::int8::oid
+		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 	), w AS MATERIALIZED (
-		SELECT t.transactionid::text::int8 AS x32 FROM l t JOIN l a ON a.virtualtransaction = t.virtualtransaction
-		WHERE t.locktype = 'transactionid' AND a.locktype = 'advisory' AND a.granted
-		  AND a.objsubid = 1 AND a.classid = $1::int8::oid
-		  AND a.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		SELECT a.backend_xid::text::int8 AS x32 FROM h JOIN pg_stat_activity a ON a.pid = h.pid
+		WHERE a.backend_xid IS NOT NULL
+		UNION
+		SELECT t.transactionid::text::int8 FROM h JOIN l t ON t.virtualtransaction = h.virtualtransaction
+		WHERE t.locktype = 'transactionid'
 	)`
 
 // fullXid widens the 32-bit id x32 of a running transaction to its 64-bit

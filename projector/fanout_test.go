@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/eventstore"
@@ -206,25 +207,7 @@ func TestFanoutHandoffUnderLoad(t *testing.T) {
 	}
 	const total = 6*60 + 10
 
-	// Everything in the log after start, in tail order. (Every writer has
-	// committed; ReadTail would also wait for unrelated transactions of
-	// other tests, which hold the cluster's horizon.)
-	var log []domain.Position
-	rows, err := pool.Query(ctx, `SELECT txid::text::int8, id FROM events WHERE (txid, id) > ($1::text::xid8, $2) ORDER BY txid, id`,
-		fmt.Sprint(start.Txid), start.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var p domain.Position
-		if err := rows.Scan(&p.Txid, &p.ID); err != nil {
-			t.Fatal(err)
-		}
-		log = append(log, p)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	log := logAfter(t, pool, start)
 	if len(log) != total {
 		t.Fatalf("the log has %d rows after start, want %d", len(log), total)
 	}
@@ -246,4 +229,113 @@ func TestFanoutHandoffUnderLoad(t *testing.T) {
 
 func req2(typ, payload string, room string) eventstore.AppendRequest {
 	return eventstore.AppendRequest{Type: typ, Rooms: []domain.Room{domain.Room(room)}, Payload: []byte(payload), Producer: "test"}
+}
+
+// TestFanoutHandoffTwoProcesses runs two "processes" (each its own pool,
+// store with hand-off, Fanout and tail Runner) appending concurrently to a
+// shared room and to rooms of their own. Each process's Emitter must see
+// the whole log after its start, in tail order, exactly once: a hand-off
+// must never run ahead of the other process's transaction that is still
+// committing. (A check that took writers' ids only from their
+// transactionid locks once let one through.)
+func TestFanoutHandoffTwoProcesses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := eventstoretest.New(t)
+	type process struct {
+		em    *recordingEmitter
+		live  *projector.Fanout
+		store *eventstore.Store
+		start domain.Position
+	}
+	var procs []*process
+	for range 2 {
+		p := &process{em: &recordingEmitter{}}
+		p.live = &projector.Fanout{Emitter: p.em}
+		own, err := pgxpool.NewWithConfig(ctx, pool.Config().Copy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer own.Close()
+		p.store = eventstore.New(own, nil, &eventstore.Config{HandoffAfter: p.live.Position, Handoff: p.live.Handoff})
+		if err := p.store.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer p.store.Stop()
+		r, err := projector.New(projector.Config{Name: projector.FanoutName, Source: p.store, Handler: p.live, PollInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.live.Advance = r.Advance
+		if err := r.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer r.Stop()
+		p.start, _ = p.live.Position()
+		procs = append(procs, p)
+	}
+	const writers, each = 12, 120
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				rooms := []domain.Room{"sellers"}
+				switch i % 3 {
+				case 1:
+					rooms = []domain.Room{domain.Room(fmt.Sprintf("user-%d", w))}
+				case 2:
+					rooms = []domain.Room{domain.Room(fmt.Sprintf("user-%d", w)), domain.Room(fmt.Sprintf("seller-%d", w))}
+				}
+				req := eventstore.AppendRequest{Type: "x-load", Rooms: rooms, Payload: []byte(`{}`), Producer: "test", IdempotencyKey: fmt.Sprintf("%d-%d", w, i)}
+				if _, err := procs[w%2].store.Append(ctx, req); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	log := logAfter(t, pool, domain.Position{})
+	for i, p := range procs {
+		var want []domain.Position
+		for _, q := range log {
+			if p.start.Less(q) {
+				want = append(want, q)
+			}
+		}
+		checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if n := len(p.em.positions()); n < len(want) {
+				return fmt.Errorf("process %d emitted %d of %d", i, n, len(want))
+			}
+			return nil
+		})
+		time.Sleep(50 * time.Millisecond) // a late duplicate would show now
+		if got := p.em.positions(); !slices.Equal(got, want) {
+			t.Fatalf("process %d emitted %d events, the log has %d after its start: not the log in tail order, exactly once", i, len(got), len(want))
+		}
+	}
+}
+
+// logAfter returns the positions of every row after start, in tail order,
+// in one query (every writer has committed).
+func logAfter(t *testing.T, pool *pgxpool.Pool, start domain.Position) []domain.Position {
+	t.Helper()
+	var log []domain.Position
+	rows, err := pool.Query(context.Background(), `SELECT txid::text::int8, id FROM events WHERE (txid, id) > ($1::text::xid8, $2) ORDER BY txid, id`,
+		fmt.Sprint(start.Txid), start.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p domain.Position
+		if err := rows.Scan(&p.Txid, &p.ID); err != nil {
+			t.Fatal(err)
+		}
+		log = append(log, p)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return log
 }
