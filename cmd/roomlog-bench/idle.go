@@ -194,7 +194,9 @@ func runIdle(ctx context.Context, s *server, n int, gc func(), gcHow string, pro
 
 // saveProfiles fetches the heap profile (after a GC) and the goroutine
 // dump of a server serving net/http/pprof at pprofAddr into dir, as
-// <name>-heap-<stage>.pb.gz and <name>-goroutines-<stage>.txt, and returns
+// <name>-heap-<stage>.pb.gz, <name>-memstats-<stage>.txt (the heap
+// profile's text form, which ends with runtime.MemStats) and
+// <name>-goroutines-<stage>.txt, and returns
 // the goroutine count (0 if it could not be read).
 func saveProfiles(ctx context.Context, pprofAddr, dir, name, stage string, progress io.Writer) int {
 	get := func(path, file string) ([]byte, error) {
@@ -220,6 +222,10 @@ func saveProfiles(ctx context.Context, pprofAddr, dir, name, stage string, progr
 	}
 	if _, err := get("/debug/pprof/heap?gc=1", fmt.Sprintf("%s-heap-%s.pb.gz", name, stage)); err != nil {
 		fmt.Fprintf(progress, "  heap profile (%s): %v\n", stage, err)
+	}
+	// The text form ends with runtime.MemStats (HeapInuse, StackInuse...).
+	if _, err := get("/debug/pprof/heap?debug=1", fmt.Sprintf("%s-memstats-%s.txt", name, stage)); err != nil {
+		fmt.Fprintf(progress, "  heap text (%s): %v\n", stage, err)
 	}
 	b, err := get("/debug/pprof/goroutine?debug=1", fmt.Sprintf("%s-goroutines-%s.txt", name, stage))
 	if err != nil {
