@@ -58,8 +58,8 @@ type conn struct {
 	recovering   bool
 	held         []pendingFrame
 	heldOverflow bool
-	// hw is the last offset written to the client; only the writer
-	// goroutine uses it.
+	// hw is the last offset written to the client; only the writer uses
+	// it (one writer goroutine at a time, ordered by the outbox's lock).
 	hw domain.Position
 	// smu serialises session writes; sessionGone stops them after an
 	// explicit disconnect deleted the session.
@@ -182,12 +182,17 @@ func (c *conn) drop(reason string) {
 	c.sock.Conn().Close(true)
 }
 
-// startWriter starts the goroutine that moves the outbox to the transport.
+// startWriter lets the outbox start a writer goroutine whenever it gets
+// work (see outbox): an idle socket has none.
 func (c *conn) startWriter() {
 	c.watchTransport()
-	if !c.h.goBackground(c.writeLoop) {
+	c.out.setWriter(func() bool {
+		if c.h.goBackground(c.writeLoop) {
+			return true
+		}
 		c.sock.Conn().Close(true) // the Hub is stopping; the client reconnects elsewhere
-	}
+		return false
+	})
 }
 
 // watchTransport signals c.drained whenever the current transport reports
@@ -221,33 +226,27 @@ func (c *conn) watch(t transports.Transport) {
 // after each batch, waits until the transport has taken it. A client that
 // stops reading therefore leaves frames in the bounded outbox, not in the
 // engine's unbounded buffer, and is dropped when the outbox overflows or
-// the transport stays busy for WriteTimeout.
+// the transport stays busy for WriteTimeout. It returns when the outbox is
+// empty (the next push starts it again) or the socket is done.
 func (c *conn) writeLoop() {
 	for {
-		select {
-		case <-c.out.wake:
-		case <-c.ctx.Done():
+		items := c.out.takeOrStop()
+		if items == nil {
 			return
 		}
-		for {
-			items := c.out.take()
-			if len(items) == 0 {
-				break
+		select {
+		case <-c.drained:
+		default:
+		}
+		for _, it := range items {
+			if it.f != nil {
+				c.write(it.f)
+			} else {
+				it.fn()
 			}
-			select {
-			case <-c.drained:
-			default:
-			}
-			for _, it := range items {
-				if it.f != nil {
-					c.write(it.f)
-				} else {
-					it.fn()
-				}
-			}
-			if !c.awaitDrain() {
-				return
-			}
+		}
+		if !c.awaitDrain() {
+			return
 		}
 	}
 }
