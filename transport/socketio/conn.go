@@ -35,10 +35,14 @@ type conn struct {
 	// gone is set once the Hub has forgotten the socket.
 	gone atomic.Bool
 
-	// mu guards rooms and closed. Lock order: conn.mu before Hub.mu.
+	// mu guards rooms, closed and expiry. Lock order: conn.mu before
+	// Hub.mu.
 	mu     sync.Mutex
 	rooms  map[domain.Room]*roomState
 	closed bool
+	// expiry closes the connection when the token expires (nil if it
+	// does not); onDisconnect stops it.
+	expiry *time.Timer
 
 	// pmu serialises presence work for the socket; online says whether
 	// its presence session is registered.
@@ -104,6 +108,21 @@ func newConn(h *Hub, s *socket.Socket, p domain.Principal) *conn {
 		drained: make(chan struct{}, 1),
 		rooms:   map[domain.Room]*roomState{},
 	}
+}
+
+// expireAt ends the connection when the token expires at at: a transport
+// close, so the client reconnects, re-authenticates with a fresh token and
+// recovers its session.
+func (c *conn) expireAt(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.expiry = time.AfterFunc(at.Sub(c.h.now()), func() {
+		c.h.logger.Info("token expired; closing socket", "socket", c.id, "user", c.p.UserID)
+		c.sock.Conn().Close(true)
+	})
 }
 
 // deliver queues a logged event of room for the socket, unless the socket
@@ -201,14 +220,20 @@ func (c *conn) startWriter() {
 // fetched by the client's next poll (polling). It follows upgrades.
 func (c *conn) watchTransport() {
 	eng := c.sock.Conn()
-	// The upgrade listener goes first so that an upgrade racing this call
-	// cannot leave the old transport watched alone.
-	_ = eng.On("upgrade", func(args ...any) {
-		if t, ok := args[0].(transports.Transport); ok {
-			c.watch(t)
-		}
-		signal(c.drained)
-	})
+	// Clients upgrade polling to WebSocket, never a WebSocket (the
+	// library would let a client that forged an upgrade of its own
+	// WebSocket session do it; its writes then time out and it is
+	// dropped), so only polling needs the listener. It goes first so that
+	// an upgrade racing this call cannot leave the old transport watched
+	// alone.
+	if eng.Transport().Name() != transports.WEBSOCKET {
+		_ = eng.On("upgrade", func(args ...any) {
+			if t, ok := args[0].(transports.Transport); ok {
+				c.watch(t)
+			}
+			signal(c.drained)
+		})
+	}
 	c.watch(eng.Transport())
 }
 
