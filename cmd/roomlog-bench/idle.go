@@ -192,6 +192,30 @@ func runIdle(ctx context.Context, s *server, n int, gc func(), gcHow string, pro
 	return res, nil
 }
 
+// benchGCDone starts the line roomlogd's bench build writes to stderr once
+// it has handled a SIGUSR2 (cmd/roomlogd/benchbuild_on.go).
+const benchGCDone = "roomlogd-bench: gc done "
+
+// roomlogdGC returns a function that sends the bench build of roomlogd
+// SIGUSR2 (runtime.GC + debug.FreeOSMemory) and waits, at most 30 s, for it
+// to report that it is done: under load a collection of hundreds of MiB
+// takes seconds, and an RSS sampled meanwhile still holds the garbage.
+func roomlogdGC(ctx context.Context, s *server) func() {
+	return func() {
+		before := strings.Count(s.logs.String(), benchGCDone)
+		if err := s.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+			return
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			if strings.Count(s.logs.String(), benchGCDone) > before {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 // saveProfiles fetches the heap profile (after a GC) and the goroutine
 // dump of a server serving net/http/pprof at pprofAddr into dir, as
 // <name>-heap-<stage>.pb.gz, <name>-memstats-<stage>.txt (the heap
@@ -270,7 +294,7 @@ func runIdleTargets(ctx context.Context, o scenarioOptions, root, bin, tmp strin
 			}
 			if o.IdleGC {
 				if s != nil {
-					gc = func() { _ = s.cmd.Process.Signal(syscall.SIGUSR2) }
+					gc = roomlogdGC(ctx, s)
 				}
 				gcHow = "runtime.GC() + debug.FreeOSMemory() (bench build, SIGUSR2) before each sample"
 			} else {
