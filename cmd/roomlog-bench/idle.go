@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -58,6 +59,9 @@ type idleResult struct {
 	connectTook   time.Duration
 	gc            string
 	connErr       error // why fewer than want connected, if so
+	// goroutines before and after connecting (roomlogd with
+	// -idle-profile only; 0 otherwise).
+	gBefore, gAfter int
 }
 
 func (r idleResult) perConn() float64 {
@@ -115,11 +119,16 @@ func settleRSS(ctx context.Context, pid int, gc func()) (int64, error) {
 // answering pings, waits until the RSS is stable again, and samples it.
 // If a connection fails (e.g. file descriptors), it keeps the ones that
 // connected and reports the largest count reached.
-func runIdle(ctx context.Context, s *server, n int, gc func(), gcHow string, progress io.Writer) (idleResult, error) {
+// If prof is non-nil it is called after each sample ("before", "after")
+// and returns the server's goroutine count.
+func runIdle(ctx context.Context, s *server, n int, gc func(), gcHow string, prof func(stage string) int, progress io.Writer) (idleResult, error) {
 	res := idleResult{name: s.name, want: n, gc: gcHow}
 	var err error
 	if res.before, err = settleRSS(ctx, s.pid(), gc); err != nil {
 		return res, err
+	}
+	if prof != nil {
+		res.gBefore = prof("before")
 	}
 	conns := make([]*sioConn, n)
 	defer func() {
@@ -177,7 +186,80 @@ func runIdle(ctx context.Context, s *server, n int, gc func(), gcHow string, pro
 	if res.after, err = settleRSS(ctx, s.pid(), gc); err != nil {
 		return res, err
 	}
+	if prof != nil {
+		res.gAfter = prof("after")
+	}
 	return res, nil
+}
+
+// benchGCDone starts the line roomlogd's bench build writes to stderr once
+// it has handled a SIGUSR2 (cmd/roomlogd/benchbuild_on.go).
+const benchGCDone = "roomlogd-bench: gc done "
+
+// roomlogdGC returns a function that sends the bench build of roomlogd
+// SIGUSR2 (runtime.GC + debug.FreeOSMemory) and waits, at most 30 s, for it
+// to report that it is done: under load a collection of hundreds of MiB
+// takes seconds, and an RSS sampled meanwhile still holds the garbage.
+func roomlogdGC(ctx context.Context, s *server) func() {
+	return func() {
+		before := strings.Count(s.logs.String(), benchGCDone)
+		if err := s.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+			return
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			if strings.Count(s.logs.String(), benchGCDone) > before {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// saveProfiles fetches the heap profile (after a GC) and the goroutine
+// dump of a server serving net/http/pprof at pprofAddr into dir, as
+// <name>-heap-<stage>.pb.gz, <name>-memstats-<stage>.txt (the heap
+// profile's text form, which ends with runtime.MemStats) and
+// <name>-goroutines-<stage>.txt, and returns
+// the goroutine count (0 if it could not be read).
+func saveProfiles(ctx context.Context, pprofAddr, dir, name, stage string, progress io.Writer) int {
+	get := func(path, file string) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+pprofAddr+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		return b, os.WriteFile(filepath.Join(dir, file), b, 0o644)
+	}
+	if _, err := get("/debug/pprof/heap?gc=1", fmt.Sprintf("%s-heap-%s.pb.gz", name, stage)); err != nil {
+		fmt.Fprintf(progress, "  heap profile (%s): %v\n", stage, err)
+	}
+	// The text form ends with runtime.MemStats (HeapInuse, StackInuse...).
+	if _, err := get("/debug/pprof/heap?debug=1", fmt.Sprintf("%s-memstats-%s.txt", name, stage)); err != nil {
+		fmt.Fprintf(progress, "  heap text (%s): %v\n", stage, err)
+	}
+	b, err := get("/debug/pprof/goroutine?debug=1", fmt.Sprintf("%s-goroutines-%s.txt", name, stage))
+	if err != nil {
+		fmt.Fprintf(progress, "  goroutine dump (%s): %v\n", stage, err)
+		return 0
+	}
+	// The dump starts with "goroutine profile: total N".
+	line, _, _ := strings.Cut(string(b), "\n")
+	n, _ := strconv.Atoi(strings.TrimPrefix(line, "goroutine profile: total "))
+	return n
 }
 
 // runIdleTargets runs scenario (d) on roomlogd and the Node peer.
@@ -187,15 +269,37 @@ func runIdleTargets(ctx context.Context, o scenarioOptions, root, bin, tmp strin
 		var s *server
 		var err error
 		var gc func()
+		var prof func(stage string) int
 		gcHow := ""
 		switch t {
 		case "roomlog":
-			var dbURL string
-			if dbURL, err = namedBenchDatabase(ctx, serverDatabase); err == nil {
-				defer dropBenchDatabase(context.WithoutCancel(ctx), serverDatabase)
-				s, err = startRoomlogd(ctx, bin, dbURL, false)
+			var dbURL, pprofAddr string
+			var env []string
+			if o.IdleProfile != "" {
+				if err = os.MkdirAll(o.IdleProfile, 0o755); err == nil {
+					pprofAddr, err = freeAddr()
+				}
+				env = append(env, "ROOMLOG_PPROF_ADDR="+pprofAddr)
 			}
-			gcHow = "no GC hook in roomlogd: RSS once stable (the Go runtime returns freed pages in the background)"
+			if err == nil {
+				if dbURL, err = namedBenchDatabase(ctx, serverDatabase); err == nil {
+					defer dropBenchDatabase(context.WithoutCancel(ctx), serverDatabase)
+					s, err = startRoomlogd(ctx, bin, dbURL, false, env...)
+				}
+			}
+			if o.IdleProfile != "" {
+				prof = func(stage string) int {
+					return saveProfiles(ctx, pprofAddr, o.IdleProfile, "roomlog", stage, progress)
+				}
+			}
+			if o.IdleGC {
+				if s != nil {
+					gc = roomlogdGC(ctx, s)
+				}
+				gcHow = "runtime.GC() + debug.FreeOSMemory() (bench build, SIGUSR2) before each sample"
+			} else {
+				gcHow = "no GC hook (-idle-gc=false): RSS once stable (the Go runtime returns freed pages in the background)"
+			}
 		case "node":
 			var args []string
 			if args, err = writeNodeGCPreload(tmp); err == nil {
@@ -213,7 +317,7 @@ func runIdleTargets(ctx context.Context, o scenarioOptions, root, bin, tmp strin
 			continue
 		}
 		fmt.Fprintf(progress, "(d) target %s at %s (pid %d)\n", s.name, s.base, s.pid())
-		r, err := runIdle(ctx, s, o.IdleConns, gc, gcHow, progress)
+		r, err := runIdle(ctx, s, o.IdleConns, gc, gcHow, prof, progress)
 		if err != nil && r.connErr == nil {
 			r.connErr = err
 		}
@@ -242,6 +346,9 @@ func printIdle(out io.Writer, o scenarioOptions, rs []idleResult, nofile uint64)
 		}
 		fmt.Fprintf(out, "  %s: %d connections (connected in %v): RSS %.1f MiB -> %.1f MiB, %.1f KiB per connection%s; %s\n",
 			r.name, r.conns, r.connectTook.Round(time.Millisecond), float64(r.before)/(1<<20), float64(r.after)/(1<<20), r.perConn()/1024, ratio, r.gc)
+		if r.gAfter > 0 {
+			fmt.Fprintf(out, "    goroutines %d -> %d, %.2f per connection\n", r.gBefore, r.gAfter, float64(r.gAfter-r.gBefore)/float64(r.conns))
+		}
 		if r.connErr != nil {
 			fmt.Fprintf(out, "    only %d of %d connected: %v\n", r.conns, r.want, r.connErr)
 		}

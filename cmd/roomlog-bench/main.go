@@ -29,13 +29,15 @@
 //
 //	roomlog-bench append [-duration 4s] [-rooms 1000] [-rate 1000]
 //	roomlog-bench scenarios [-duration 5s] [-warmup 1s] [-rooms 1000] [-subs 10] [-rate 1000]
-//	    [-hot-subs 1000] [-hot-rates 10,100] [-catchup 10000] [-idle-conns 10000]
+//	    [-hot-subs 1000] [-hot-rates 10,100] [-catchup 10000] [-idle-conns 10000] [-idle-gc=true] [-idle-profile DIR]
 //	    [-storm-clients 5000] [-storm-rooms 100] [-storm-events 1000] [-targets roomlog,node,async] [-only abdef]
 //	roomlog-bench all
 //
 // It uses DATABASE_URL (default: the local server) and works in its own
 // databases, roomlog_bench and roomlog_bench_srv, which it drops and
-// recreates. Everything listens on 127.0.0.1 only. Node.js must be on PATH
+// recreates; ROOMLOG_BENCH_DB_SUFFIX (letters, digits, _) is appended to
+// both names, so that runs sharing one PostgreSQL server (other worktrees)
+// do not drop each other's databases. Everything listens on 127.0.0.1 only. Node.js must be on PATH
 // and ROOMLOG_NODE_MODULES (or test/js/node_modules) must hold socket.io;
 // `make bench` sets that up.
 package main
@@ -122,6 +124,8 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.CatchUpPage, "catchup-page", 1000, "(e) page size (at most 1000)")
 	fs.IntVar(&o.CatchUpReps, "catchup-reps", 5, "(e) repetitions")
 	fs.IntVar(&o.IdleConns, "idle-conns", 10000, "(d) idle connections, each subscribed to its own room")
+	fs.BoolVar(&o.IdleGC, "idle-gc", true, "(d) send roomlogd SIGUSR2 (runtime.GC + debug.FreeOSMemory in the bench build) before each RSS sample, as Node gets global.gc()")
+	fs.StringVar(&o.IdleProfile, "idle-profile", "", "(d) save roomlogd heap profiles and goroutine dumps before/after connecting into this directory (enables ROOMLOG_PPROF_ADDR on loopback)")
 	fs.IntVar(&o.StormClients, "storm-clients", 5000, "(f) clients reconnecting after roomlogd is SIGKILLed and restarted")
 	fs.IntVar(&o.StormRooms, "storm-rooms", 100, "(f) rooms the storm clients subscribe to (round-robin)")
 	fs.IntVar(&o.StormEvents, "storm-events", 1000, "(f) events published before the crash")
@@ -153,6 +157,7 @@ func benchDatabase(ctx context.Context) (string, error) {
 // namedBenchDatabase recreates database name on the server named by
 // DATABASE_URL and returns its URL.
 func namedBenchDatabase(ctx context.Context, name string) (string, error) {
+	name += benchDBSuffix()
 	u, admin, err := benchServer()
 	if err != nil {
 		return "", err
@@ -166,6 +171,7 @@ func namedBenchDatabase(ctx context.Context, name string) (string, error) {
 
 // dropBenchDatabase drops database name, reporting failure on stderr.
 func dropBenchDatabase(ctx context.Context, name string) {
+	name += benchDBSuffix()
 	_, admin, err := benchServer()
 	if err == nil {
 		var conn *pgx.Conn
@@ -177,6 +183,17 @@ func dropBenchDatabase(ctx context.Context, name string) {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "roomlog-bench: drop %s: %v\n", name, err)
 	}
+}
+
+// benchDBSuffix returns ROOMLOG_BENCH_DB_SUFFIX, the suffix of the tool's
+// database names, with everything but ASCII letters, digits and _ removed.
+func benchDBSuffix() string {
+	return strings.Map(func(r rune) rune {
+		if r == '_' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') {
+			return r
+		}
+		return -1
+	}, os.Getenv("ROOMLOG_BENCH_DB_SUFFIX"))
 }
 
 // benchServer returns DATABASE_URL (default: the local server) and the

@@ -25,6 +25,13 @@ type scenarioOptions struct {
 	CatchUpEvents, CatchUpPage, CatchUpReps int
 	// Scenario (d): IdleConns idle connections, each in its own room.
 	IdleConns int
+	// IdleGC makes (d) send roomlogd SIGUSR2 (GC and FreeOSMemory, bench
+	// build) before each RSS sample, as the Node peer gets global.gc().
+	IdleGC bool
+	// IdleProfile, if set, is a directory where (d) saves roomlogd's heap
+	// profiles and goroutine dumps before and after connecting (served
+	// by ROOMLOG_PPROF_ADDR on a free loopback port).
+	IdleProfile string
 	// Scenario (f): StormClients clients over StormRooms rooms,
 	// StormEvents events published before the crash.
 	StormClients, StormRooms, StormEvents int

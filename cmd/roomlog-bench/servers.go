@@ -103,19 +103,21 @@ func buildRoomlogd(ctx context.Context, root, dir string) (string, error) {
 
 // startRoomlogd starts bin on a fresh port against dbURL, with rate
 // limits off (the bench is the only producer) and, if asyncCommit,
-// synchronous_commit off (NOT durable), and waits for /readyz.
-func startRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool) (*server, error) {
+// synchronous_commit off (NOT durable), and waits for /readyz. env
+// ("NAME=value") is added to the server's environment.
+func startRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, env ...string) (*server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	return launchRoomlogd(ctx, bin, dbURL, asyncCommit, addr, randHex(24), "bench-key-"+randHex(12))
+	return launchRoomlogd(ctx, bin, dbURL, asyncCommit, addr, randHex(24), "bench-key-"+randHex(12), env...)
 }
 
 // launchRoomlogd starts bin on addr with the given JWT secret and API key
 // and waits for /readyz. The server's relaunch starts the same
 // configuration again (same port, database, secret), as after a crash.
-func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, addr, secret, key string) (*server, error) {
+// env ("NAME=value") is added to the server's environment.
+func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, addr, secret, key string, env ...string) (*server, error) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+dbURL,
@@ -129,6 +131,7 @@ func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, ad
 		"ROOMLOG_ENV=development",
 		fmt.Sprintf("ROOMLOG_UNSAFE_ASYNC_COMMIT=%t", asyncCommit),
 	)
+	cmd.Env = append(cmd.Env, env...)
 	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	name := "roomlog"
@@ -137,7 +140,7 @@ func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, ad
 	}
 	s := &server{name: name, base: "http://" + addr, cmd: cmd, logs: logs, apiKey: key}
 	s.relaunch = func(ctx context.Context) (*server, error) {
-		return launchRoomlogd(ctx, bin, dbURL, asyncCommit, addr, secret, key)
+		return launchRoomlogd(ctx, bin, dbURL, asyncCommit, addr, secret, key, env...)
 	}
 	s.token = func(user string) string {
 		t, err := auth.MintHS256([]byte(secret), domain.Principal{UserID: user, Roles: []domain.Role{domain.RoleAdmin}}, 2*time.Hour, time.Now(), nil)

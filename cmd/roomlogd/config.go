@@ -39,6 +39,11 @@ type Config struct {
 	AllowUnsafeFsync bool          // ROOMLOG_ALLOW_FSYNC_OFF
 	RatePublish      int           // ROOMLOG_RATE_PUBLISH: publish requests per second per API key; 0 default, -1 off
 	RateSocket       int           // ROOMLOG_RATE_SOCKET: client events per second per socket; 0 default, -1 off
+	// PprofAddr (ROOMLOG_PPROF_ADDR) is a loopback host:port on which a
+	// second listener serves net/http/pprof (/debug/pprof/). Off when
+	// empty, the default; any non-loopback address is refused, because
+	// profiles expose memory contents and the endpoints cost CPU.
+	PprofAddr string
 
 	// UnsafeAsyncCommit (ROOMLOG_UNSAFE_ASYNC_COMMIT) turns PostgreSQL's
 	// synchronous_commit off for appends: an acknowledged event can then
@@ -88,6 +93,7 @@ func (c *Config) envVars() []envVar {
 		{"ROOMLOG_ALLOW_FSYNC_OFF", boolVar(&c.AllowUnsafeFsync)},
 		{"ROOMLOG_RATE_PUBLISH", intVar(&c.RatePublish)},
 		{"ROOMLOG_RATE_SOCKET", intVar(&c.RateSocket)},
+		{"ROOMLOG_PPROF_ADDR", strVar(&c.PprofAddr)},
 		// UNSAFE, benchmark builds only: see Config.UnsafeAsyncCommit.
 		{"ROOMLOG_UNSAFE_ASYNC_COMMIT", boolVar(&c.UnsafeAsyncCommit)},
 	}
@@ -242,6 +248,11 @@ func (c Config) validate() error {
 	if c.RateSocket < -1 {
 		bad("ROOMLOG_RATE_SOCKET", "must be a positive rate, 0 for the default or -1 for no limit")
 	}
+	if c.PprofAddr != "" {
+		if err := loopbackAddr(c.PprofAddr); err != nil {
+			bad("ROOMLOG_PPROF_ADDR", "%v", err)
+		}
+	}
 	if c.UnsafeAsyncCommit && !benchBuild {
 		bad("ROOMLOG_UNSAFE_ASYNC_COMMIT", "is honoured only by benchmark builds (go build -tags bench): it can lose acknowledged events")
 	}
@@ -253,4 +264,21 @@ func (c Config) validate() error {
 		bad("ROOMLOG_LOG_FORMAT", "must be text or json")
 	}
 	return errors.Join(errs...)
+}
+
+// loopbackAddr checks that addr is host:port with a loopback IP literal or
+// "localhost" as host: the pprof listener must not be reachable from other
+// machines.
+func loopbackAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("must be host:port on a loopback address, e.g. 127.0.0.1:6060 (%v)", err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("must be a loopback address such as 127.0.0.1:6060 or [::1]:6060, got host %q", host)
+	}
+	return nil
 }

@@ -37,6 +37,15 @@ func TestLoadConfig(t *testing.T) {
 			t.Fatalf("%+v %v", c, err)
 		}
 	})
+	t.Run("PprofLoopback", func(t *testing.T) {
+		t.Parallel()
+		for _, addr := range []string{"127.0.0.1:6060", "[::1]:0", "localhost:6060", "127.0.0.2:6060"} {
+			c, err := LoadConfig(env(map[string]string{"ROOMLOG_PPROF_ADDR": addr}), nil)
+			if err != nil || c.PprofAddr != addr {
+				t.Fatalf("%s: %+v %v", addr, c.PprofAddr, err)
+			}
+		}
+	})
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -55,6 +64,11 @@ func TestLoadConfig(t *testing.T) {
 		{"HugePayload", map[string]string{"ROOMLOG_MAX_PAYLOAD_BYTES": "999999999"}, "ROOMLOG_MAX_PAYLOAD_BYTES"},
 		{"BadLevel", map[string]string{"ROOMLOG_LOG_LEVEL": "loud"}, "ROOMLOG_LOG_LEVEL"},
 		{"BadBool", map[string]string{"ROOMLOG_ALLOW_FSYNC_OFF": "maybe"}, "ROOMLOG_ALLOW_FSYNC_OFF"},
+		{"PprofAllInterfaces", map[string]string{"ROOMLOG_PPROF_ADDR": ":6060"}, "ROOMLOG_PPROF_ADDR"},
+		{"PprofPublicIP", map[string]string{"ROOMLOG_PPROF_ADDR": "10.0.0.1:6060"}, "ROOMLOG_PPROF_ADDR"},
+		{"PprofUnspecified", map[string]string{"ROOMLOG_PPROF_ADDR": "0.0.0.0:6060"}, "ROOMLOG_PPROF_ADDR"},
+		{"PprofHostName", map[string]string{"ROOMLOG_PPROF_ADDR": "example.com:6060"}, "ROOMLOG_PPROF_ADDR"},
+		{"PprofNoPort", map[string]string{"ROOMLOG_PPROF_ADDR": "127.0.0.1"}, "ROOMLOG_PPROF_ADDR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,6 +25,7 @@ func main() {
 	m := NewMain(cfg, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	startBenchHooks(ctx, m.Logger)
 	if err := m.Run(ctx); err != nil {
 		m.Logger.Error("roomlogd failed to start", "error", err)
 		m.Close()

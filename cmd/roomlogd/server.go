@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"sync"
@@ -53,6 +54,8 @@ type Main struct {
 	fanout   *projector.Runner
 	server   *http.Server
 	listener net.Listener
+	// pprof serves net/http/pprof when Config.PprofAddr is set.
+	pprof *http.Server
 
 	listenCancel context.CancelFunc
 	bg           sync.WaitGroup
@@ -282,6 +285,11 @@ func (m *Main) Run(ctx context.Context) error {
 			log.Error("http server stopped", "error", err)
 		}
 	}()
+	if cfg.PprofAddr != "" {
+		if err := m.servePprof(cfg.PprofAddr); err != nil {
+			return err
+		}
+	}
 	log.Info("roomlogd listening", "addr", "http://"+m.Addr(), "env", cfg.Env, "node", cfg.NodeID, "socketio", "/socket.io/", "frontend_origin", cfg.FrontendURL)
 	return nil
 }
@@ -305,6 +313,9 @@ func (m *Main) Close() error {
 				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			}
 		}
+		if m.pprof != nil {
+			_ = m.pprof.Close() // profiles in progress are of no use after shutdown
+		}
 		if m.fanout != nil {
 			m.fanout.Stop()
 		}
@@ -324,6 +335,32 @@ func (m *Main) Close() error {
 		m.closeErr = errors.Join(errs...)
 	})
 	return m.closeErr
+}
+
+// servePprof serves net/http/pprof on addr (Config.validate made sure it
+// is a loopback address) on its own listener and mux, so the profiling
+// endpoints can never be reached through the public one.
+func (m *Main) servePprof(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("ROOMLOG_PPROF_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		if err := m.pprof.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("pprof server stopped", "error", err)
+		}
+	}()
+	m.Logger.Warn("pprof endpoints enabled (ROOMLOG_PPROF_ADDR); for profiling only", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return nil
 }
 
 // socketSendBuffer caps each connection's kernel send buffer. Left to

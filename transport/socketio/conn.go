@@ -35,10 +35,14 @@ type conn struct {
 	// gone is set once the Hub has forgotten the socket.
 	gone atomic.Bool
 
-	// mu guards rooms and closed. Lock order: conn.mu before Hub.mu.
+	// mu guards rooms, closed and expiry. Lock order: conn.mu before
+	// Hub.mu.
 	mu     sync.Mutex
 	rooms  map[domain.Room]*roomState
 	closed bool
+	// expiry closes the connection when the token expires (nil if it
+	// does not); onDisconnect stops it.
+	expiry *time.Timer
 
 	// pmu serialises presence work for the socket; online says whether
 	// its presence session is registered.
@@ -58,8 +62,8 @@ type conn struct {
 	recovering   bool
 	held         []pendingFrame
 	heldOverflow bool
-	// hw is the last offset written to the client; only the writer
-	// goroutine uses it.
+	// hw is the last offset written to the client; only the writer uses
+	// it (one writer goroutine at a time, ordered by the outbox's lock).
 	hw domain.Position
 	// smu serialises session writes; sessionGone stops them after an
 	// explicit disconnect deleted the session.
@@ -104,6 +108,21 @@ func newConn(h *Hub, s *socket.Socket, p domain.Principal) *conn {
 		drained: make(chan struct{}, 1),
 		rooms:   map[domain.Room]*roomState{},
 	}
+}
+
+// expireAt ends the connection when the token expires at at: a transport
+// close, so the client reconnects, re-authenticates with a fresh token and
+// recovers its session.
+func (c *conn) expireAt(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.expiry = time.AfterFunc(at.Sub(c.h.now()), func() {
+		c.h.logger.Info("token expired; closing socket", "socket", c.id, "user", c.p.UserID)
+		c.sock.Conn().Close(true)
+	})
 }
 
 // deliver queues a logged event of room for the socket, unless the socket
@@ -182,12 +201,17 @@ func (c *conn) drop(reason string) {
 	c.sock.Conn().Close(true)
 }
 
-// startWriter starts the goroutine that moves the outbox to the transport.
+// startWriter lets the outbox start a writer goroutine whenever it gets
+// work (see outbox): an idle socket has none.
 func (c *conn) startWriter() {
 	c.watchTransport()
-	if !c.h.goBackground(c.writeLoop) {
+	c.out.setWriter(func() bool {
+		if c.h.goBackground(c.writeLoop) {
+			return true
+		}
 		c.sock.Conn().Close(true) // the Hub is stopping; the client reconnects elsewhere
-	}
+		return false
+	})
 }
 
 // watchTransport signals c.drained whenever the current transport reports
@@ -196,14 +220,20 @@ func (c *conn) startWriter() {
 // fetched by the client's next poll (polling). It follows upgrades.
 func (c *conn) watchTransport() {
 	eng := c.sock.Conn()
-	// The upgrade listener goes first so that an upgrade racing this call
-	// cannot leave the old transport watched alone.
-	_ = eng.On("upgrade", func(args ...any) {
-		if t, ok := args[0].(transports.Transport); ok {
-			c.watch(t)
-		}
-		signal(c.drained)
-	})
+	// Clients upgrade polling to WebSocket, never a WebSocket (the
+	// library would let a client that forged an upgrade of its own
+	// WebSocket session do it; its writes then time out and it is
+	// dropped), so only polling needs the listener. It goes first so that
+	// an upgrade racing this call cannot leave the old transport watched
+	// alone.
+	if eng.Transport().Name() != transports.WEBSOCKET {
+		_ = eng.On("upgrade", func(args ...any) {
+			if t, ok := args[0].(transports.Transport); ok {
+				c.watch(t)
+			}
+			signal(c.drained)
+		})
+	}
 	c.watch(eng.Transport())
 }
 
@@ -221,33 +251,27 @@ func (c *conn) watch(t transports.Transport) {
 // after each batch, waits until the transport has taken it. A client that
 // stops reading therefore leaves frames in the bounded outbox, not in the
 // engine's unbounded buffer, and is dropped when the outbox overflows or
-// the transport stays busy for WriteTimeout.
+// the transport stays busy for WriteTimeout. It returns when the outbox is
+// empty (the next push starts it again) or the socket is done.
 func (c *conn) writeLoop() {
 	for {
-		select {
-		case <-c.out.wake:
-		case <-c.ctx.Done():
+		items := c.out.takeOrStop()
+		if items == nil {
 			return
 		}
-		for {
-			items := c.out.take()
-			if len(items) == 0 {
-				break
+		select {
+		case <-c.drained:
+		default:
+		}
+		for _, it := range items {
+			if it.f != nil {
+				c.write(it.f)
+			} else {
+				it.fn()
 			}
-			select {
-			case <-c.drained:
-			default:
-			}
-			for _, it := range items {
-				if it.f != nil {
-					c.write(it.f)
-				} else {
-					it.fn()
-				}
-			}
-			if !c.awaitDrain() {
-				return
-			}
+		}
+		if !c.awaitDrain() {
+			return
 		}
 	}
 }

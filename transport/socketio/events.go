@@ -36,42 +36,76 @@ const (
 // MaxUserNameLen bounds the userName of a typing indicator, in characters.
 const MaxUserNameLen = 200
 
-// handler handles one client event; args exclude the ack callback.
-type handler func(ctx context.Context, args []any) error
+// handler handles one client event of socket c; args exclude the ack
+// callback.
+type handler func(c *conn, ctx context.Context, args []any) error
 
-// registerHandlers installs the socket's event handlers. The library runs
-// them one at a time, in arrival order, on the socket's task queue.
-func (c *conn) registerHandlers() {
-	c.sock.Use(c.rateLimit()) // before any handler: refused events are never queued
-	c.handle(EventJoinUserRoom, c.joinByID(domain.UserRoom))
-	c.handle(EventJoinRequestRoom, c.joinByID(domain.RequestRoom))
-	c.handle(EventLeaveRequestRoom, c.leaveByID(domain.RequestRoom))
-	c.handle(EventJoinSellerRoom, c.joinByID(domain.SellerRoom, domain.RoomSellers))
-	c.handle(EventLeaveSellerRoom, c.leaveByID(domain.SellerRoom, domain.RoomSellers))
-	c.handle(EventJoinBuyerRoom, c.joinByID(domain.BuyerRoom, domain.RoomBuyers))
-	c.handle(EventLeaveBuyerRoom, c.leaveByID(domain.BuyerRoom, domain.RoomBuyers))
-	c.handle(EventJoinChatRoom, c.joinByID(domain.ChatRoom))
-	c.handle(EventLeaveChatRoom, c.leaveByID(domain.ChatRoom))
-	c.handle(EventUserOnline, c.userOnline)
-	c.handle(EventTypingStart, c.typing(true))
-	c.handle(EventTypingStop, c.typing(false))
-	c.handle(EventUnsubscribe, c.unsubscribe)
-	_ = c.sock.On(EventSubscribe, c.onSubscribe)
+// clientEvent handles one client event of socket c; raw are its arguments,
+// the ack callback, if any, last.
+type clientEvent func(c *conn, event string, raw []any)
+
+// clientEvents are the handlers of the client events, shared by every
+// socket: a socket holds one middleware that looks its events up here, not
+// one library listener per event (see registerHandlers).
+var clientEvents = map[string]clientEvent{
+	EventJoinUserRoom:     answered(joinByID(domain.UserRoom)),
+	EventJoinRequestRoom:  answered(joinByID(domain.RequestRoom)),
+	EventLeaveRequestRoom: answered(leaveByID(domain.RequestRoom)),
+	EventJoinSellerRoom:   answered(joinByID(domain.SellerRoom, domain.RoomSellers)),
+	EventLeaveSellerRoom:  answered(leaveByID(domain.SellerRoom, domain.RoomSellers)),
+	EventJoinBuyerRoom:    answered(joinByID(domain.BuyerRoom, domain.RoomBuyers)),
+	EventLeaveBuyerRoom:   answered(leaveByID(domain.BuyerRoom, domain.RoomBuyers)),
+	EventJoinChatRoom:     answered(joinByID(domain.ChatRoom)),
+	EventLeaveChatRoom:    answered(leaveByID(domain.ChatRoom)),
+	EventUserOnline:       answered((*conn).userOnline),
+	EventTypingStart:      answered(typing(true)),
+	EventTypingStop:       answered(typing(false)),
+	EventUnsubscribe:      answered((*conn).unsubscribe),
+	EventSubscribe:        func(c *conn, _ string, raw []any) { c.onSubscribe(raw...) },
 }
 
-// handle registers fn for event and answers the optional ack with its
-// result.
-func (c *conn) handle(event string, fn handler) {
-	_ = c.sock.On(event, func(raw ...any) {
+// registerHandlers installs the socket's one event middleware: the rate
+// limit, then the handler of the event from clientEvents. The library runs
+// middlewares one packet at a time, in arrival order, on the socket's task
+// queue, where it would also have run a listener registered with On, so the
+// handlers run there too, without the per-socket listener table that 14
+// On calls would cost every idle socket. An event without a handler goes
+// on to the library, which has no listener for it either.
+func (c *conn) registerHandlers() {
+	limit := c.rateLimit()
+	c.sock.Use(func(event []any, next func(error)) {
+		limit(event, func(err error) {
+			if err != nil {
+				next(err)
+				return
+			}
+			name, _ := event[0].(string) // the limiter refused anything else
+			h, ok := clientEvents[name]
+			if !ok {
+				next(nil)
+				return
+			}
+			if !c.sock.Connected() {
+				return // as the library ignores a packet after the disconnect
+			}
+			h(c, name, event[1:])
+		})
+	})
+}
+
+// answered adapts fn to a clientEvent that runs it with Config.OpTimeout
+// and answers the optional ack with its result.
+func answered(fn handler) clientEvent {
+	return func(c *conn, event string, raw []any) {
 		args, ack := splitAck(raw)
 		ctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.OpTimeout)
 		defer cancel()
-		err := fn(ctx, args)
+		err := fn(c, ctx, args)
 		c.logFailure(ctx, event, err)
 		if ack != nil {
 			ack([]any{ackResponse(err)}, nil)
 		}
-	})
+	}
 }
 
 // splitAck separates a trailing ack callback from an event's arguments.
@@ -121,8 +155,8 @@ func (c *conn) logFailure(ctx context.Context, event string, err error) {
 
 // joinByID handles join-*-room(id): the room mk(id), plus any fixed rooms
 // (sellers, buyers), all or nothing.
-func (c *conn) joinByID(mk func(string) (domain.Room, error), also ...domain.Room) handler {
-	return func(ctx context.Context, args []any) error {
+func joinByID(mk func(string) (domain.Room, error), also ...domain.Room) handler {
+	return func(c *conn, ctx context.Context, args []any) error {
 		id, err := idArg(args, 0)
 		if err != nil {
 			return err
@@ -136,8 +170,8 @@ func (c *conn) joinByID(mk func(string) (domain.Room, error), also ...domain.Roo
 }
 
 // leaveByID handles leave-*-room(id).
-func (c *conn) leaveByID(mk func(string) (domain.Room, error), also ...domain.Room) handler {
-	return func(ctx context.Context, args []any) error {
+func leaveByID(mk func(string) (domain.Room, error), also ...domain.Room) handler {
+	return func(c *conn, ctx context.Context, args []any) error {
 		id, err := idArg(args, 0)
 		if err != nil {
 			return err
@@ -210,8 +244,8 @@ func (c *conn) userOnline(ctx context.Context, args []any) error {
 // typing-stop({chatId, userId}): only for the sender's own user id and a
 // chat it belongs to, user-typing goes to the rest of the chat room,
 // volatile and never logged.
-func (c *conn) typing(start bool) handler {
-	return func(ctx context.Context, args []any) error {
+func typing(start bool) handler {
+	return func(c *conn, ctx context.Context, args []any) error {
 		obj, err := objectArg(args, 0)
 		if err != nil {
 			return err

@@ -517,14 +517,7 @@ func (h *Hub) onConnection(args ...any) {
 	}
 	c.startWriter()
 	if !p.ExpiresAt.IsZero() {
-		// The token expires: end the connection then (a transport
-		// close, so the client reconnects, re-authenticates with a fresh
-		// token and recovers its session).
-		t := time.AfterFunc(p.ExpiresAt.Sub(h.now()), func() {
-			h.logger.Info("token expired; closing socket", "socket", c.id, "user", c.p.UserID)
-			s.Conn().Close(true)
-		})
-		_ = s.On("disconnect", func(...any) { t.Stop() })
+		c.expireAt(p.ExpiresAt)
 	}
 	if h.sessions != nil {
 		if rec != nil {
@@ -549,6 +542,9 @@ func (h *Hub) onDisconnect(c *conn, reason string) {
 	c.out.close()
 	c.mu.Lock()
 	c.closed = true
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
 	rooms := make([]domain.Room, 0, len(c.rooms))
 	for r := range c.rooms {
 		rooms = append(rooms, r)

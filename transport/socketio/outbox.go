@@ -49,8 +49,11 @@ func (it item) size() int {
 
 // outbox is a socket's bounded outbound queue. Producers never block on it
 // (push fails when it is full) except replays, which wait for room with
-// pushWait and leave half the capacity to live traffic. One writer takes
-// items out in order. It is safe for concurrent use.
+// pushWait and leave half the capacity to live traffic. One writer at a
+// time takes items out in order. The writer is not a goroutine per socket:
+// once setWriter installed its starter, the first push into an idle outbox
+// starts it, and it stops (takeOrStop) when it finds the outbox empty, so an
+// idle socket costs no goroutine. It is safe for concurrent use.
 type outbox struct {
 	maxItems, maxBytes int
 
@@ -58,17 +61,45 @@ type outbox struct {
 	items  []item
 	bytes  int
 	closed bool
-	wake   chan struct{} // cap 1: items are waiting for the writer
-	space  chan struct{} // cap 1: the writer took items
+	// start starts the writer (nil until setWriter: items wait). running
+	// says a writer was started and has not stopped; it stays true after
+	// a writer gave up on the socket, so that none is started again.
+	start   func() bool
+	running bool
+	space   chan struct{} // cap 1, made by the first pushWait: the writer took items
 }
 
 func newOutbox(maxItems, maxBytes int) *outbox {
-	return &outbox{
-		maxItems: maxItems,
-		maxBytes: maxBytes,
-		wake:     make(chan struct{}, 1),
-		space:    make(chan struct{}, 1),
+	return &outbox{maxItems: maxItems, maxBytes: maxBytes}
+}
+
+// setWriter installs start, which starts a writer goroutine and reports
+// false if it could not, and starts one at once if items wait. The writer
+// must loop on takeOrStop until it returns nil.
+func (o *outbox) setWriter(start func() bool) {
+	o.mu.Lock()
+	o.start = start
+	run := o.wantWriterLocked()
+	o.mu.Unlock()
+	if run {
+		o.runWriter()
 	}
+}
+
+// wantWriterLocked reports whether a writer must be started now, and if so
+// marks it running. o.mu must be held.
+func (o *outbox) wantWriterLocked() bool {
+	if o.start == nil || o.running || o.closed || len(o.items) == 0 {
+		return false
+	}
+	o.running = true
+	return true
+}
+
+func (o *outbox) runWriter() {
+	// A start that fails (the Hub is stopping and closes the socket) leaves
+	// running set: nothing would write what waits anyway.
+	_ = o.start()
 }
 
 // push appends it unless that would exceed a bound. It reports false when
@@ -86,8 +117,11 @@ func (o *outbox) push(it item) bool {
 	}
 	o.items = append(o.items, it)
 	o.bytes += it.size()
+	run := o.wantWriterLocked()
 	o.mu.Unlock()
-	signal(o.wake)
+	if run {
+		o.runWriter()
+	}
 	return true
 }
 
@@ -104,13 +138,20 @@ func (o *outbox) pushWait(ctx context.Context, it item) error {
 		if len(o.items) < o.maxItems/2 && (len(o.items) == 0 || o.bytes+it.size() <= o.maxBytes/2) {
 			o.items = append(o.items, it)
 			o.bytes += it.size()
+			run := o.wantWriterLocked()
 			o.mu.Unlock()
-			signal(o.wake)
+			if run {
+				o.runWriter()
+			}
 			return nil
 		}
+		if o.space == nil {
+			o.space = make(chan struct{}, 1)
+		}
+		space := o.space
 		o.mu.Unlock()
 		select {
-		case <-o.space:
+		case <-space:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -119,13 +160,32 @@ func (o *outbox) pushWait(ctx context.Context, it item) error {
 
 // take removes and returns every waiting item, oldest first.
 func (o *outbox) take() []item {
+	return o.takeItems(false)
+}
+
+// takeOrStop is the writer's take: it removes and returns every waiting
+// item, oldest first, or, if none waits, records that the writer stopped
+// and returns nil. The writer must then exit; the next push starts another.
+func (o *outbox) takeOrStop() []item {
+	return o.takeItems(true)
+}
+
+func (o *outbox) takeItems(stopIfEmpty bool) []item {
 	o.mu.Lock()
 	items := o.items
+	if len(items) == 0 {
+		if stopIfEmpty {
+			o.running = false
+		}
+		o.mu.Unlock()
+		return nil
+	}
 	o.items = nil
 	o.bytes = 0
+	space := o.space
 	o.mu.Unlock()
-	if len(items) > 0 {
-		signal(o.space)
+	if space != nil {
+		signal(space)
 	}
 	return items
 }
@@ -143,8 +203,11 @@ func (o *outbox) close() {
 	o.closed = true
 	o.items = nil
 	o.bytes = 0
+	space := o.space
 	o.mu.Unlock()
-	signal(o.space)
+	if space != nil {
+		signal(space)
+	}
 }
 
 // signal does a non-blocking send on a channel of capacity one.

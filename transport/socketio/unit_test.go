@@ -171,6 +171,57 @@ func TestOutbox(t *testing.T) {
 	}
 }
 
+func TestOutboxWriterOnDemand(t *testing.T) {
+	t.Parallel()
+	f := newFrame([]byte("x"))
+	o := newOutbox(8, 1<<20)
+	starts := 0
+	start := func() bool { starts++; return true }
+	o.push(item{f: f})
+	if starts != 0 {
+		t.Fatal("a writer started before setWriter")
+	}
+	o.setWriter(start)
+	if starts != 1 {
+		t.Fatalf("setWriter with waiting items: %d starts, want 1", starts)
+	}
+	o.push(item{f: f}) // the writer runs: no second one
+	if got := o.takeOrStop(); len(got) != 2 || starts != 1 {
+		t.Fatalf("took %d items after %d starts, want 2 after 1", len(got), starts)
+	}
+	if got := o.takeOrStop(); got != nil {
+		t.Fatalf("empty outbox gave %d items", len(got))
+	}
+	// The writer stopped: the next push starts another.
+	o.push(item{f: f})
+	if starts != 2 {
+		t.Fatalf("push after the writer stopped: %d starts, want 2", starts)
+	}
+	if err := o.pushWait(context.Background(), item{f: f}); err != nil || starts != 2 {
+		t.Fatalf("pushWait while the writer runs: %v, %d starts", err, starts)
+	}
+	o.takeOrStop()
+	o.takeOrStop()
+	if err := o.pushWait(context.Background(), item{f: f}); err != nil || starts != 3 {
+		t.Fatalf("pushWait after the writer stopped: %v, %d starts, want 3", err, starts)
+	}
+	// A writer that gave up (returned without takeOrStop's nil) is never
+	// replaced, and a closed outbox starts none.
+	o.push(item{f: f})
+	o.close()
+	o.push(item{f: f})
+	if starts != 3 {
+		t.Fatalf("%d starts, want 3", starts)
+	}
+	o = newOutbox(8, 1<<20)
+	o.setWriter(func() bool { starts++; return false })
+	o.push(item{f: f})
+	o.push(item{f: f})
+	if starts != 4 {
+		t.Fatalf("a failed start was retried: %d starts, want 4", starts)
+	}
+}
+
 func TestEncodeDelivery(t *testing.T) {
 	t.Parallel()
 	d := domain.Delivery{
