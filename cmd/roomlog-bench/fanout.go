@@ -53,51 +53,12 @@ var payloadPad = strings.Repeat("x", 160)
 func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer) (fanoutResult, error) {
 	res := fanoutResult{deliver: &hist{}, ack: &hist{}}
 	n := c.Rooms * c.Subs
-	conns := make([]*sioConn, n)
-	defer func() {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 256)
-		for _, sc := range conns {
-			if sc != nil {
-				wg.Add(1)
-				sem <- struct{}{}
-				go func() { defer wg.Done(); sc.Close(); <-sem }()
-			}
-		}
-		wg.Wait()
-	}()
-
-	// Connect and subscribe, 64 at a time.
 	t0 := time.Now()
-	var connErr atomic.Pointer[error]
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := range n {
-		if connErr.Load() != nil || ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			room := benchRoom(i % c.Rooms)
-			sc, err := dialSIO(ctx, s.base, benchOrigin, s.token(fmt.Sprintf("bench-%d", i)))
-			if err == nil {
-				conns[i] = sc
-				err = sc.subscribe(room)
-			}
-			if err != nil {
-				err = fmt.Errorf("socket %d: %w", i, err)
-				connErr.CompareAndSwap(nil, &err)
-			}
-		}()
-	}
-	wg.Wait()
-	if p := connErr.Load(); p != nil {
-		return res, *p
-	}
-	if err := ctx.Err(); err != nil {
+	conns, err := dialRooms(ctx, s, n,
+		func(i int) string { return fmt.Sprintf("bench-%d", i) },
+		func(i int) string { return benchRoom(i % c.Rooms) }, nil)
+	defer closeAll(conns)
+	if err != nil {
 		return res, err
 	}
 	res.connectTook = time.Since(t0)
@@ -105,11 +66,9 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer)
 
 	measureFrom := time.Now().Add(c.Warmup).UnixNano()
 	var received atomic.Int64
-	var readers sync.WaitGroup
 	for _, sc := range conns {
-		readers.Add(1)
+		// Each reader ends when closeAll closes its connection.
 		go func() {
-			defer readers.Done()
 			_ = sc.readEvents("x-bench", func(sched int64) {
 				if sched < measureFrom {
 					return

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -121,58 +119,21 @@ func runIdle(ctx context.Context, s *server, n int, gc func(), gcHow string, pro
 	if res.before, err = settleRSS(ctx, s.pid(), gc); err != nil {
 		return res, err
 	}
-	conns := make([]*sioConn, n)
-	defer func() {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 256)
-		for _, sc := range conns {
-			if sc != nil {
-				wg.Add(1)
-				sem <- struct{}{}
-				go func() { defer wg.Done(); sc.Close(); <-sem }()
-			}
-		}
-		wg.Wait()
-	}()
 	t0 := time.Now()
-	var connErr atomic.Pointer[error]
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := range n {
-		if connErr.Load() != nil || ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			sc, err := dialSIO(ctx, s.base, benchOrigin, s.token(fmt.Sprintf("bench%d", i)))
-			if err == nil {
-				if err = sc.subscribe(benchRoom(i)); err != nil {
-					sc.ws.Close()
-				}
-			}
-			if err != nil {
-				err = fmt.Errorf("socket %d: %w", i, err)
-				connErr.CompareAndSwap(nil, &err)
-				return
-			}
-			conns[i] = sc
+	conns, connErr := dialRooms(ctx, s, n,
+		func(i int) string { return fmt.Sprintf("bench%d", i) }, benchRoom,
+		func(_ int, sc *sioConn) {
 			// Keep answering the server's pings while idle.
 			go func() { _ = sc.readEvents("x-none", func(int64) {}) }()
-		}()
-	}
-	wg.Wait()
+		})
+	defer closeAll(conns)
 	res.connectTook = time.Since(t0)
 	for _, c := range conns {
 		if c != nil {
 			res.conns++
 		}
 	}
-	if p := connErr.Load(); p != nil {
-		res.connErr = *p
-	}
+	res.connErr = connErr
 	fmt.Fprintf(progress, "  %s: %d/%d idle sockets connected and subscribed in %v\n", s.name, res.conns, n, res.connectTook.Round(time.Millisecond))
 	if res.after, err = settleRSS(ctx, s.pid(), gc); err != nil {
 		return res, err

@@ -184,33 +184,19 @@ func runStorm(ctx context.Context, s *server, n, rooms, events int, progress io.
 	defer closeAll()
 
 	t0 := time.Now()
-	var connErr atomic.Pointer[error]
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for _, c := range cs {
-		if connErr.Load() != nil || ctx.Err() != nil {
-			break
+	err := connectAll(ctx, n, func(i int) error {
+		c := cs[i]
+		pid, err := c.connect(ctx, s.base, map[string]string{"token": c.token})
+		if err != nil {
+			return err
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			pid, err := c.connect(ctx, s.base, map[string]string{"token": c.token})
-			if err == nil {
-				c.mu.Lock()
-				c.pid = pid
-				c.mu.Unlock()
-				err = c.subscribe()
-			}
-			if err != nil {
-				connErr.CompareAndSwap(nil, &err)
-			}
-		}()
-	}
-	wg.Wait()
-	if p := connErr.Load(); p != nil {
-		return res, s, *p
+		c.mu.Lock()
+		c.pid = pid
+		c.mu.Unlock()
+		return c.subscribe()
+	})
+	if err != nil {
+		return res, s, err
 	}
 	res.connectTook = time.Since(t0)
 	fmt.Fprintf(progress, "  (f) %d clients connected and subscribed to %d rooms in %v\n", n, rooms, res.connectTook.Round(time.Millisecond))
@@ -296,6 +282,7 @@ func runStorm(ctx context.Context, s *server, n, rooms, events int, progress io.
 	}
 	outs := make([]outcome, n)
 	deadline := start.Add(60 * time.Second)
+	var wg sync.WaitGroup
 	for i, c := range cs {
 		wg.Add(1)
 		go func() {
