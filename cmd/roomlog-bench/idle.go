@@ -141,70 +141,94 @@ func runIdle(ctx context.Context, s *server, n int, gc func(), gcHow string, pro
 	return res, nil
 }
 
-// runIdleTargets runs scenario (d) on roomlogd and the Node peer.
-func runIdleTargets(ctx context.Context, o scenarioOptions, root, bin, tmp string, progress io.Writer) []idleResult {
-	var out []idleResult
+// runIdleTargets runs scenario (d) on roomlogd and the Node peer, each
+// run on a freshly started server, o.Repeat times in interleaved order
+// (roomlog, node, roomlog, node, ...). It returns each target's runs.
+func runIdleTargets(ctx context.Context, o scenarioOptions, root, bin, tmp string, progress io.Writer) [][]idleResult {
+	var keys []string
 	for _, t := range o.Targets {
-		var s *server
-		var err error
-		var gc func()
-		gcHow := ""
-		switch t {
-		case "roomlog":
-			var dbURL string
-			if dbURL, err = namedBenchDatabase(ctx, serverDatabase); err == nil {
-				defer dropBenchDatabase(context.WithoutCancel(ctx), serverDatabase)
-				s, err = startRoomlogd(ctx, bin, dbURL, false)
+		if t == "roomlog" || t == "node" { // (d) compares durable roomlog with Node only
+			keys = append(keys, t)
+		}
+	}
+	out := make([][]idleResult, len(keys))
+	for rep := range o.Repeat {
+		for ti, t := range keys {
+			if ctx.Err() != nil {
+				return out
 			}
-			gcHow = "no GC hook in roomlogd: RSS once stable (the Go runtime returns freed pages in the background)"
-		case "node":
+			var gc func()
+			gcHow := "no GC hook in roomlogd: RSS once stable (the Go runtime returns freed pages in the background)"
 			var args []string
-			if args, err = writeNodeGCPreload(tmp); err == nil {
-				s, err = startPeer(ctx, root, args...)
+			if t == "node" {
+				var err error
+				if args, err = writeNodeGCPreload(tmp); err != nil {
+					out[ti] = append(out[ti], idleResult{name: targetName(t), connErr: err})
+					continue
+				}
+				gcHow = "global.gc() (node --expose-gc, SIGUSR2) before each sample"
 			}
-			if s != nil {
+			s, drop, err := startTarget(ctx, t, bin, root, args...)
+			if err != nil {
+				out[ti] = append(out[ti], idleResult{name: targetName(t), connErr: err})
+				continue
+			}
+			if t == "node" {
 				gc = func() { _ = s.cmd.Process.Signal(syscall.SIGUSR2) }
 			}
-			gcHow = "global.gc() (node --expose-gc, SIGUSR2) before each sample"
-		default:
-			continue // (d) compares durable roomlog with Node only
+			fmt.Fprintf(progress, "(d) run %d/%d: target %s at %s (pid %d)\n", rep+1, o.Repeat, s.name, s.base, s.pid())
+			r, err := runIdle(ctx, s, o.IdleConns, gc, gcHow, progress)
+			if err != nil && r.connErr == nil {
+				r.connErr = err
+			}
+			s.stop()
+			drop()
+			out[ti] = append(out[ti], r)
 		}
-		if err != nil {
-			out = append(out, idleResult{name: t, connErr: err})
-			continue
-		}
-		fmt.Fprintf(progress, "(d) target %s at %s (pid %d)\n", s.name, s.base, s.pid())
-		r, err := runIdle(ctx, s, o.IdleConns, gc, gcHow, progress)
-		if err != nil && r.connErr == nil {
-			r.connErr = err
-		}
-		s.stop()
-		out = append(out, r)
 	}
 	return out
 }
 
-func printIdle(out io.Writer, o scenarioOptions, rs []idleResult, nofile uint64) {
-	fmt.Fprintf(out, "\n(d) memory per idle connection: %d websocket Socket.IO connections, each subscribed to its own user room, idle (pings only); server VmRSS from /proc/<pid>/status before and after, each once stable (fd limit %d, inherited by the servers):\n", o.IdleConns, nofile)
-	var node *idleResult
-	for i := range rs {
-		if rs[i].name == "node socket.io" && rs[i].conns > 0 {
-			node = &rs[i]
+func printIdle(out io.Writer, o scenarioOptions, byTarget [][]idleResult, nofile uint64) {
+	fmt.Fprintf(out, "\n(d) memory per idle connection: %d websocket Socket.IO connections, each subscribed to its own user room, idle (pings only); server VmRSS from /proc/<pid>/status before and after, each once stable (fd limit %d, inherited by the servers); %s:\n", o.IdleConns, nofile, runsNote(o.Repeat))
+	// Each target's median KiB per connection over the runs that connected.
+	medians := make([]float64, len(byTarget))
+	nodeMedian := 0.0
+	for ti, rs := range byTarget {
+		var per []float64
+		for _, r := range rs {
+			if r.conns > 0 {
+				per = append(per, r.perConn())
+			}
+		}
+		medians[ti] = median(per)
+		if len(rs) > 0 && rs[0].name == "node socket.io" {
+			nodeMedian = medians[ti]
 		}
 	}
-	for _, r := range rs {
-		if r.conns == 0 {
-			fmt.Fprintf(out, "  %s: failed: %v\n", r.name, r.connErr)
+	for ti, rs := range byTarget {
+		for k, r := range rs {
+			run := ""
+			if o.Repeat > 1 {
+				run = fmt.Sprintf(" run %d", k+1)
+			}
+			if r.conns == 0 {
+				fmt.Fprintf(out, "  %s%s: failed: %v\n", r.name, run, r.connErr)
+				continue
+			}
+			fmt.Fprintf(out, "  %s%s: %d connections (connected in %v): RSS %.1f MiB -> %.1f MiB, %.1f KiB per connection; %s\n",
+				r.name, run, r.conns, r.connectTook.Round(time.Millisecond), float64(r.before)/(1<<20), float64(r.after)/(1<<20), r.perConn()/1024, r.gc)
+			if r.connErr != nil {
+				fmt.Fprintf(out, "    only %d of %d connected: %v\n", r.conns, r.want, r.connErr)
+			}
+		}
+		if len(rs) == 0 || medians[ti] == 0 {
 			continue
 		}
 		ratio := ""
-		if node != nil && r.name != node.name && node.perConn() > 0 {
-			ratio = fmt.Sprintf(", %.2fx node", r.perConn()/node.perConn())
+		if rs[0].name != "node socket.io" && nodeMedian > 0 {
+			ratio = fmt.Sprintf(", %.2fx node", medians[ti]/nodeMedian)
 		}
-		fmt.Fprintf(out, "  %s: %d connections (connected in %v): RSS %.1f MiB -> %.1f MiB, %.1f KiB per connection%s; %s\n",
-			r.name, r.conns, r.connectTook.Round(time.Millisecond), float64(r.before)/(1<<20), float64(r.after)/(1<<20), r.perConn()/1024, ratio, r.gc)
-		if r.connErr != nil {
-			fmt.Fprintf(out, "    only %d of %d connected: %v\n", r.conns, r.want, r.connErr)
-		}
+		fmt.Fprintf(out, "  => %s: %.1f KiB per connection%s\n", rs[0].name, medians[ti]/1024, ratio)
 	}
 }

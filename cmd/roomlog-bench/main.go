@@ -127,6 +127,7 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.StormEvents, "storm-events", 1000, "(f) events published before the crash")
 	fs.StringVar(&targets, "targets", "roomlog,node,async", "systems to run: roomlog (durable), node (the Node.js socket.io peer), async (roomlog with synchronous_commit off, NOT durable)")
 	fs.StringVar(&o.Only, "only", "", "run only these scenarios, e.g. ab, e, d or f (default all: a, b, d, e, f)")
+	fs.IntVar(&o.Repeat, "repeat", 1, "runs of every cell per target, in interleaved order (A B C A B C ...); tables print the median")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -138,8 +139,8 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 		o.HotRates = append(o.HotRates, n)
 	}
 	o.Targets = strings.Split(targets, ",")
-	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > 1000 || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 {
-		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms must be positive and -catchup-page in 1..1000")
+	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > 1000 || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 || o.Repeat <= 0 {
+		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms, -repeat must be positive and -catchup-page in 1..1000")
 	}
 	return runScenarios(ctx, o, os.Stdout, os.Stderr)
 }

@@ -372,26 +372,48 @@ func (r stormResult) stormQuantile(q float64) (time.Duration, bool) {
 	return r.times[k-1], true
 }
 
-func printStorm(out io.Writer, r stormResult, err error) {
-	fmt.Fprintf(out, "\n(f) reconnect storm: %d clients in %d rooms, %d events published and delivered, roomlogd SIGKILLed and restarted on the same database and port, nothing published while down; clients reconnect with 0-1 s uniform jitter sending {token, pid, offset}; times from the restarted server's readiness, jitter included:\n", r.clients, r.rooms, r.published)
-	if err != nil {
-		fmt.Fprintf(out, "  roomlog: failed: %v\n", err)
-	}
-	if r.recovered+r.unrecovered+r.failed == 0 {
-		fmt.Fprintf(out, "  node socket.io: n/a (no durable recovery: its in-memory recovery does not survive a restart)\n")
-		return
-	}
-	fmt.Fprintf(out, "  roomlog: initial connect+subscribe %v; delivered before the crash %d/%d; SIGKILL -> ready %v\n", r.connectTook.Round(time.Millisecond), r.delivered, r.expected, r.downtime.Round(time.Millisecond))
-	q := func(f float64) string {
-		if d, ok := r.stormQuantile(f); ok {
-			return d.Round(time.Millisecond).String()
+// stormRun is one run of scenario (f).
+type stormRun struct {
+	r   stormResult
+	err error
+}
+
+func printStorm(out io.Writer, o scenarioOptions, runs []stormRun) {
+	fmt.Fprintf(out, "\n(f) reconnect storm: %d clients in %d rooms, %d events published and delivered, roomlogd SIGKILLed and restarted on the same database and port, nothing published while down; clients reconnect with 0-1 s uniform jitter sending {token, pid, offset}; times from the restarted server's readiness, jitter included; %s:\n", o.StormClients, o.StormRooms, o.StormEvents, runsNote(o.Repeat))
+	var q50, q99, q100 []time.Duration
+	for k, run := range runs {
+		r, name := run.r, "roomlog"
+		if len(runs) > 1 {
+			name = fmt.Sprintf("roomlog run %d", k+1)
 		}
-		return "not reached"
+		if run.err != nil {
+			fmt.Fprintf(out, "  %s: failed: %v\n", name, run.err)
+		}
+		if r.recovered+r.unrecovered+r.failed == 0 {
+			continue
+		}
+		fmt.Fprintf(out, "  %s: initial connect+subscribe %v; delivered before the crash %d/%d; SIGKILL -> ready %v\n", name, r.connectTook.Round(time.Millisecond), r.delivered, r.expected, r.downtime.Round(time.Millisecond))
+		q := func(f float64, acc *[]time.Duration) string {
+			if d, ok := r.stormQuantile(f); ok {
+				*acc = append(*acc, d)
+				return d.Round(time.Millisecond).String()
+			}
+			return "not reached"
+		}
+		fmt.Fprintf(out, "  %s: recovered=true %d/%d (recovered=false %d, failed %d): 50%% by %s, 99%% by %s, 100%% by %s; events replayed %d (none were missed); live event after restart reached %d/%d\n",
+			name, r.recovered, r.clients, r.unrecovered, r.failed, q(0.5, &q50), q(0.99, &q99), q(1, &q100), r.replayed, r.liveOK, r.clients)
+		if r.firstErr != nil {
+			fmt.Fprintf(out, "    first reconnect error: %v\n", r.firstErr)
+		}
 	}
-	fmt.Fprintf(out, "  roomlog: recovered=true %d/%d (recovered=false %d, failed %d): 50%% by %s, 99%% by %s, 100%% by %s; events replayed %d (none were missed); live event after restart reached %d/%d\n",
-		r.recovered, r.clients, r.unrecovered, r.failed, q(0.5), q(0.99), q(1), r.replayed, r.liveOK, r.clients)
-	if r.firstErr != nil {
-		fmt.Fprintf(out, "    first reconnect error: %v\n", r.firstErr)
+	if len(runs) > 1 {
+		f := func(ds []time.Duration) string {
+			if len(ds) < len(runs) {
+				return fmt.Sprintf("reached in %d of %d runs", len(ds), len(runs))
+			}
+			return median(ds).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(out, "  => roomlog: median 50%% by %s, 99%% by %s, 100%% by %s\n", f(q50), f(q99), f(q100))
 	}
 	fmt.Fprintf(out, "  node socket.io: n/a (no durable recovery: its in-memory recovery does not survive a restart)\n")
 }

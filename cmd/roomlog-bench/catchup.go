@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"text/tabwriter"
+	"time"
+)
+
+// catchUpRoom is the room scenario (e) reads back over REST.
+const catchUpRoom = "user-catchup"
+
+// seedRoom publishes n events to room in batches of 1000, in order, with
+// payloads {"i": from+k, "pad": …} for k in [0, n).
+func seedRoom(ctx context.Context, s *server, client *http.Client, room string, from, n int) error {
+	for done := 0; done < n; {
+		k := min(1000, n-done)
+		ps := make([][]byte, k)
+		for j := range ps {
+			ps[j] = fmt.Appendf(nil, `{"i":%d,"pad":"%s"}`, from+done+j, payloadPad)
+		}
+		if err := s.publishBatch(ctx, client, room, ps); err != nil {
+			return fmt.Errorf("seed %s: %w", room, err)
+		}
+		done += k
+	}
+	return nil
+}
+
+// catchUpRun is one REST catch-up: how long reading n events took and in
+// how many pages.
+type catchUpRun struct {
+	took  time.Duration
+	pages int
+}
+
+// readCatchUp reads room's events from seq 0 in pages of page
+// (GET /api/v1/rooms/{room}/events?after=&limit=), as a reconnecting
+// client does, and checks it got n.
+func readCatchUp(ctx context.Context, s *server, client *http.Client, room string, n, page int) (catchUpRun, error) {
+	t0 := time.Now()
+	after, got, pages := int64(0), 0, 0
+	for {
+		req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/api/v1/rooms/%s/events?after=%d&limit=%d", s.base, room, after, page), nil)
+		if err != nil {
+			return catchUpRun{}, err
+		}
+		req.Header.Set("Authorization", "Bearer "+s.bearer)
+		resp, err := client.Do(req)
+		if err != nil {
+			return catchUpRun{}, fmt.Errorf("catch-up page after %d: %w", after, err)
+		}
+		var p struct {
+			Events []struct {
+				Seq int64 `json:"seq"`
+			} `json:"events"`
+			More bool `json:"more"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			return catchUpRun{}, fmt.Errorf("catch-up page after %d: %d %v", after, resp.StatusCode, err)
+		}
+		pages++
+		for _, e := range p.Events {
+			if e.Seq != after+1 {
+				return catchUpRun{}, fmt.Errorf("catch-up: seq %d after %d", e.Seq, after)
+			}
+			after = e.Seq
+			got++
+		}
+		if !p.More || len(p.Events) == 0 {
+			break
+		}
+	}
+	if got != n {
+		return catchUpRun{}, fmt.Errorf("catch-up read %d events, want %d", got, n)
+	}
+	return catchUpRun{took: time.Since(t0), pages: pages}, nil
+}
+
+// catchUpTarget is scenario (e) on one target.
+type catchUpTarget struct {
+	name    string
+	rest    []catchUpRun
+	restErr error // also set when the target has no REST catch-up
+}
+
+// errNoHistory marks a target with no history to catch up from.
+var errNoHistory = errors.New("n/a (no persistence: a client that was away has nothing to catch up from)")
+
+// runCatchUps is scenario (e) on every target: it seeds o.CatchUpEvents
+// events into one room of each roomlogd, then reads them back over REST
+// o.CatchUpReps times, one read per target in turn.
+func runCatchUps(ctx context.Context, o scenarioOptions, targets []running, progress io.Writer) []catchUpTarget {
+	res := make([]catchUpTarget, len(targets))
+	client := &http.Client{Timeout: 60 * time.Second}
+	defer client.CloseIdleConnections()
+	for ti, t := range targets {
+		res[ti].name = t.s.name
+		if t.key == "node" {
+			res[ti].restErr = errNoHistory
+			continue
+		}
+		fmt.Fprintf(progress, "  %s: (e) seeding %d events into %s\n", t.s.name, o.CatchUpEvents, catchUpRoom)
+		res[ti].restErr = seedRoom(ctx, t.s, client, catchUpRoom, 1, o.CatchUpEvents)
+	}
+	for range o.CatchUpReps {
+		for ti, t := range targets {
+			if res[ti].restErr != nil || ctx.Err() != nil {
+				continue
+			}
+			r, err := readCatchUp(ctx, t.s, client, catchUpRoom, o.CatchUpEvents, o.CatchUpPage)
+			if err != nil {
+				res[ti].restErr = err
+				continue
+			}
+			res[ti].rest = append(res[ti].rest, r)
+		}
+	}
+	return res
+}
+
+// printCatchUp prints scenario (e).
+func printCatchUp(out io.Writer, o scenarioOptions, rs []catchUpTarget) {
+	fmt.Fprintf(out, "\n(e) catch-up of %d missed events of one room, %d runs per target in interleaved order, median (min-max):\n", o.CatchUpEvents, o.CatchUpReps)
+	fmt.Fprintf(out, "    REST: pages of %d, GET /api/v1/rooms/{room}/events?after=&limit=, seqs checked gap-free\n", o.CatchUpPage)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  target\tREST\t\n")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "  %s\t%s\t\n", r.name, spread(r.rest, r.restErr, func(c catchUpRun) time.Duration { return c.took }))
+	}
+	_ = tw.Flush()
+}
+
+// spread formats the median, min and max of f over runs, or why there are
+// none.
+func spread[T any](runs []T, err error, f func(T) time.Duration) string {
+	if len(runs) == 0 {
+		switch {
+		case err == nil:
+			return "-"
+		case errors.Is(err, errNoHistory):
+			return err.Error()
+		}
+		return "failed: " + err.Error()
+	}
+	ds := make([]time.Duration, len(runs))
+	for i, r := range runs {
+		ds[i] = f(r)
+	}
+	s := fmt.Sprintf("%s (%s-%s)", ms(median(ds)), ms(slices.Min(ds)), ms(slices.Max(ds)))
+	if err != nil {
+		s += "; then failed: " + err.Error()
+	}
+	return s
+}
