@@ -69,7 +69,10 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer)
 	res.connectTook = time.Since(t0)
 	fmt.Fprintf(progress, "  %s: %d sockets connected and subscribed in %v\n", s.name, n, res.connectTook.Round(time.Millisecond))
 
-	measureFrom := time.Now().Add(c.Warmup).UnixNano()
+	// Publish i is due at start + i/Rate; those due from start + Warmup
+	// on are measured, exactly Duration × Rate of them.
+	start := time.Now()
+	measureFrom := start.Add(c.Warmup).UnixNano()
 	var received atomic.Int64
 	for _, sc := range conns {
 		// Each reader ends when closeAll closes its connection.
@@ -116,7 +119,6 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer)
 			}
 		}()
 	}
-	start := time.Now()
 	interval := time.Second / time.Duration(c.Rate)
 	total := int((c.Warmup + c.Duration) / interval)
 	for i := range total {

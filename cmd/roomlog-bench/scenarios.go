@@ -30,8 +30,10 @@ type scenarioOptions struct {
 	StormClients, StormRooms, StormEvents int
 	// Targets: any of roomlog, node, async.
 	Targets []string
-	// Only: run only these scenarios (a, b, d, e, f); empty for all.
+	// Only: run only these scenarios (a, b, c, d, e, f); empty for all.
 	Only string
+	// Search: scenario (c).
+	Search searchOptions
 	// Repeat: runs of every cell per target, interleaved across targets;
 	// the tables print medians.
 	Repeat int
@@ -66,7 +68,7 @@ type fanoutRun struct {
 }
 
 // runScenarios builds roomlogd, runs the scenarios on every target and
-// prints their tables: (a), (b) and (e) with every target running side by
+// prints their tables: (a), (b), (c) and (e) with every target running side by
 // side (one at a time under load), each cell o.Repeat times in interleaved
 // order A B C A B C; then (d) and (f), which need freshly started servers.
 func runScenarios(ctx context.Context, o scenarioOptions, out, progress io.Writer) error {
@@ -94,7 +96,7 @@ func runScenarios(ctx context.Context, o scenarioOptions, out, progress io.Write
 		fmt.Fprintf(progress, "RLIMIT_NOFILE %d (the servers inherit it)\n", nofile)
 	}
 	cells := o.cells()
-	if len(cells) > 0 || o.want("e") {
+	if len(cells) > 0 || o.want("c") || o.want("e") {
 		if err := runInterleaved(ctx, o, cells, bin, root, out, progress); err != nil {
 			return err
 		}
@@ -131,8 +133,8 @@ func runStormTarget(ctx context.Context, o scenarioOptions, bin, root string, pr
 	return r, err
 }
 
-// runInterleaved starts every target, runs the fan-out cells and (e) on
-// them in interleaved order, stops them and prints the tables.
+// runInterleaved starts every target, runs the fan-out cells, (c) and (e)
+// on them in interleaved order, stops them and prints the tables.
 func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, bin, root string, out, progress io.Writer) error {
 	var targets []running
 	defer func() {
@@ -168,11 +170,18 @@ func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, 
 			}
 		}
 	}
+	var searches [][]searchResult
+	if o.want("c") && ctx.Err() == nil {
+		searches = runSearches(ctx, o, targets, progress)
+	}
 	var cu []catchUpTarget
 	if o.want("e") && ctx.Err() == nil {
 		cu = runCatchUps(ctx, o, targets, progress)
 	}
 	printScenarios(out, o, cells, targets, runs)
+	if o.want("c") {
+		printSearch(out, o, targets, searches)
+	}
 	if o.want("e") {
 		printCatchUp(out, o, cu)
 	}
