@@ -89,22 +89,40 @@ type catchUpTarget struct {
 	name    string
 	rest    []catchUpRun
 	restErr error // also set when the target has no REST catch-up
+	sock    []recoveryRun
+	sockErr error
+	sockHow string // how the target recovers, if worth saying
 }
 
 // errNoHistory marks a target with no history to catch up from.
 var errNoHistory = errors.New("n/a (no persistence: a client that was away has nothing to catch up from)")
 
-// runCatchUps is scenario (e) on every target: it seeds o.CatchUpEvents
-// events into one room of each roomlogd, then reads them back over REST
-// o.CatchUpReps times, one read per target in turn.
-func runCatchUps(ctx context.Context, o scenarioOptions, targets []running, progress io.Writer) []catchUpTarget {
+// runCatchUps is scenario (e) on every target. REST: it seeds
+// o.CatchUpEvents events into one room of each roomlogd, then reads them
+// back o.CatchUpReps times, one read per target in turn. Socket.IO
+// recovery: o.CatchUpReps runs of runRecoveryCatchUp per target in turn,
+// each in a fresh room; for the Node target on a second peer started with
+// socket.io's in-memory connection state recovery on (the node target
+// itself runs without it, as in the other scenarios).
+func runCatchUps(ctx context.Context, o scenarioOptions, targets []running, root string, progress io.Writer) []catchUpTarget {
 	res := make([]catchUpTarget, len(targets))
 	client := &http.Client{Timeout: 60 * time.Second}
 	defer client.CloseIdleConnections()
+	sockTarget := make([]*server, len(targets))
 	for ti, t := range targets {
 		res[ti].name = t.s.name
+		sockTarget[ti] = t.s
 		if t.key == "node" {
 			res[ti].restErr = errNoHistory
+			res[ti].sockHow = "in-memory connection state recovery (not durable, 2 min window)"
+			p, err := startPeer(ctx, root, []string{"ROOMLOG_PEER_RECOVERY=1"})
+			if err != nil {
+				res[ti].sockErr = fmt.Errorf("start the peer with recovery: %w", err)
+				continue
+			}
+			defer p.stop()
+			fmt.Fprintf(progress, "  (e) node socket.io with connection state recovery at %s\n", p.base)
+			sockTarget[ti] = p
 			continue
 		}
 		fmt.Fprintf(progress, "  %s: (e) seeding %d events into %s\n", t.s.name, o.CatchUpEvents, catchUpRoom)
@@ -123,17 +141,41 @@ func runCatchUps(ctx context.Context, o scenarioOptions, targets []running, prog
 			res[ti].rest = append(res[ti].rest, r)
 		}
 	}
+	for rep := range o.CatchUpReps {
+		for ti := range targets {
+			if res[ti].sockErr != nil || ctx.Err() != nil {
+				continue
+			}
+			r, err := runRecoveryCatchUp(ctx, sockTarget[ti], fmt.Sprintf("user-recover%d", rep), o.CatchUpEvents)
+			if err != nil {
+				res[ti].sockErr = err
+				fmt.Fprintf(progress, "  %s: (e) recovery run %d/%d: %v\n", res[ti].name, rep+1, o.CatchUpReps, err)
+				continue
+			}
+			fmt.Fprintf(progress, "  %s: (e) recovery run %d/%d: ack %s, %d events in %s\n", res[ti].name, rep+1, o.CatchUpReps, ms(r.ack), o.CatchUpEvents, ms(r.took))
+			res[ti].sock = append(res[ti].sock, r)
+		}
+	}
 	return res
 }
 
 // printCatchUp prints scenario (e).
 func printCatchUp(out io.Writer, o scenarioOptions, rs []catchUpTarget) {
 	fmt.Fprintf(out, "\n(e) catch-up of %d missed events of one room, %d runs per target in interleaved order, median (min-max):\n", o.CatchUpEvents, o.CatchUpReps)
-	fmt.Fprintf(out, "    REST: pages of %d, GET /api/v1/rooms/{room}/events?after=&limit=, seqs checked gap-free\n", o.CatchUpPage)
+	fmt.Fprintf(out, "    REST: pages of %d, GET /api/v1/rooms/{room}/events?after=&limit=, from the first request to the last page, seqs checked gap-free\n", o.CatchUpPage)
+	fmt.Fprintf(out, "    Socket.IO recovery: a subscribed client that got one live event loses its transport (no DISCONNECT), %d events are published to its room, it reconnects with {token, pid, offset}; from the reconnect's dial to the last missed event, all checked recovered, complete and in order\n", o.CatchUpEvents)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  target\tREST\t\n")
+	fmt.Fprintf(tw, "  target\tREST\tSocket.IO recovery\tof which CONNECT ack\t\n")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "  %s\t%s\t\n", r.name, spread(r.rest, r.restErr, func(c catchUpRun) time.Duration { return c.took }))
+		sock := spread(r.sock, r.sockErr, func(c recoveryRun) time.Duration { return c.took })
+		ack := ""
+		if len(r.sock) > 0 {
+			ack = spread(r.sock, nil, func(c recoveryRun) time.Duration { return c.ack })
+		}
+		if r.sockHow != "" {
+			sock += " [" + r.sockHow + "]"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t\n", r.name, spread(r.rest, r.restErr, func(c catchUpRun) time.Duration { return c.took }), sock, ack)
 	}
 	_ = tw.Flush()
 }

@@ -176,7 +176,7 @@ func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, 
 	}
 	var cu []catchUpTarget
 	if o.want("e") && ctx.Err() == nil {
-		cu = runCatchUps(ctx, o, targets, progress)
+		cu = runCatchUps(ctx, o, targets, root, progress)
 	}
 	printScenarios(out, o, cells, targets, runs)
 	if o.want("c") {

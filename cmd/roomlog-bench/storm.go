@@ -1,150 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
-
-// stormClient is a Socket.IO client that does what socket.io-client does
-// for connection state recovery: it keeps the pid of the CONNECT ack and
-// the last string argument of every event (the offset, session-offset
-// included) and sends {token, pid, offset} when it reconnects.
-type stormClient struct {
-	token, room string
-	wmu         sync.Mutex // one writer at a time (pongs, subscribe)
-	ws          *websocket.Conn
-	acks        chan []byte
-	done        chan struct{} // closed when the reader ends
-
-	mu          sync.Mutex
-	pid, offset string
-	events      atomic.Int64 // x-bench events received
-}
-
-func (c *stormClient) write(msg []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.ws.WriteMessage(websocket.TextMessage, msg)
-}
-
-// connect opens a connection with auth and returns the pid of the CONNECT
-// ack; then a reader keeps the offset and answers pings.
-func (c *stormClient) connect(ctx context.Context, base string, auth map[string]string) (string, error) {
-	u := "ws" + strings.TrimPrefix(base, "http") + "/socket.io/?EIO=4&transport=websocket"
-	hdr := http.Header{}
-	hdr.Set("Origin", benchOrigin)
-	ws, _, err := sioDialer.DialContext(ctx, u, hdr)
-	if err != nil {
-		return "", fmt.Errorf("dial: %w", err)
-	}
-	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-	_, msg, err := ws.ReadMessage()
-	if err != nil || len(msg) == 0 || msg[0] != '0' {
-		ws.Close()
-		return "", fmt.Errorf("engine.io open: %q %v", msg, err)
-	}
-	a, _ := json.Marshal(auth)
-	if err := ws.WriteMessage(websocket.TextMessage, append([]byte("40"), a...)); err != nil {
-		ws.Close()
-		return "", err
-	}
-	for {
-		_, msg, err := ws.ReadMessage()
-		if err != nil {
-			ws.Close()
-			return "", fmt.Errorf("connect: %w", err)
-		}
-		switch {
-		case len(msg) == 1 && msg[0] == '2':
-			_ = ws.WriteMessage(websocket.TextMessage, []byte("3"))
-		case bytes.HasPrefix(msg, []byte("44")):
-			ws.Close()
-			return "", fmt.Errorf("connect_error: %s", msg[2:])
-		case bytes.HasPrefix(msg, []byte("40")):
-			var ack struct{ Sid, Pid string }
-			_ = json.Unmarshal(msg[2:], &ack)
-			_ = ws.SetReadDeadline(time.Time{})
-			acks, done := make(chan []byte, 4), make(chan struct{})
-			c.wmu.Lock()
-			c.ws, c.acks, c.done = ws, acks, done
-			c.wmu.Unlock()
-			go c.read(ws, acks, done)
-			return ack.Pid, nil
-		}
-	}
-}
-
-func (c *stormClient) read(ws *websocket.Conn, acks chan<- []byte, done chan struct{}) {
-	defer close(done)
-	prefix := []byte(`42["x-bench",`)
-	for {
-		_, msg, err := ws.ReadMessage()
-		if err != nil {
-			return
-		}
-		switch {
-		case len(msg) == 1 && msg[0] == '2':
-			c.wmu.Lock()
-			_ = ws.WriteMessage(websocket.TextMessage, []byte("3"))
-			c.wmu.Unlock()
-		case bytes.HasPrefix(msg, []byte("43")):
-			select {
-			case acks <- msg:
-			default:
-			}
-		case bytes.HasPrefix(msg, []byte("42[")):
-			var args []json.RawMessage
-			if json.Unmarshal(msg[2:], &args) != nil || len(args) < 2 {
-				continue
-			}
-			var off string
-			if json.Unmarshal(args[len(args)-1], &off) == nil {
-				c.mu.Lock()
-				c.offset = off
-				c.mu.Unlock()
-			}
-			if bytes.HasPrefix(msg, prefix) {
-				c.events.Add(1)
-			}
-		}
-	}
-}
-
-func (c *stormClient) subscribe() error {
-	b, _ := json.Marshal([]any{"subscribe", map[string]string{"room": c.room}})
-	if err := c.write(append([]byte("421"), b...)); err != nil {
-		return err
-	}
-	select {
-	case msg := <-c.acks:
-		if !bytes.Contains(msg, []byte(`"ok":true`)) {
-			return fmt.Errorf("subscribe %s refused: %s", c.room, msg)
-		}
-		return nil
-	case <-c.done:
-		return fmt.Errorf("subscribe %s: connection closed", c.room)
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("subscribe %s: no ack in 30s", c.room)
-	}
-}
-
-func (c *stormClient) state() (pid, offset string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pid, c.offset
-}
 
 // stormResult is scenario (f).
 type stormResult struct {
@@ -170,9 +36,9 @@ type stormResult struct {
 // subscriptions deliver live.
 func runStorm(ctx context.Context, s *server, n, rooms, events int, progress io.Writer) (stormResult, *server, error) {
 	res := stormResult{clients: n, rooms: rooms}
-	cs := make([]*stormClient, n)
+	cs := make([]*recoveryClient, n)
 	for i := range cs {
-		cs[i] = &stormClient{token: s.token(fmt.Sprintf("bench%d", i)), room: benchRoom(i % rooms)}
+		cs[i] = &recoveryClient{token: s.token(fmt.Sprintf("bench%d", i)), room: benchRoom(i % rooms)}
 	}
 	closeAll := func() {
 		for _, c := range cs {
