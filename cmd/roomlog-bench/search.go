@@ -112,33 +112,42 @@ func runSearch(ctx context.Context, s *server, o searchOptions, warmup time.Dura
 		}
 		return st.pass
 	}
-	lastPass, firstFail := 0, 0
+	_, _, res.capped = searchRates(ctx, o, step)
+	return res
+}
+
+// searchRates drives the search: it tries o.Start, then rates multiplied
+// by o.Factor (rounded up, at least +1, at most o.Max) while try passes,
+// then bisects at most o.Bisect times between the last pass and the first
+// failure, stopping early once they are within 2% of each other. It
+// returns the highest passing rate (0 if none), the lowest failing one (0
+// if none) and whether o.Max passed.
+func searchRates(ctx context.Context, o searchOptions, try func(rate int) bool) (lastPass, firstFail int, capped bool) {
 	for rate := o.Start; ctx.Err() == nil; {
-		if !step(rate) {
+		if !try(rate) {
 			firstFail = rate
 			break
 		}
 		lastPass = rate
 		if rate >= o.Max {
-			res.capped = true
+			capped = true
 			break
 		}
 		next := int(math.Ceil(float64(rate) * o.Factor))
 		rate = min(max(next, rate+1), o.Max)
 	}
-	// Bisect while the bracket is wider than 2% of the last pass.
 	for i := 0; i < o.Bisect && lastPass > 0 && firstFail > 0 && ctx.Err() == nil; i++ {
 		if firstFail-lastPass <= max(1, lastPass/50) {
 			break
 		}
 		mid := (lastPass + firstFail) / 2
-		if step(mid) {
+		if try(mid) {
 			lastPass = mid
 		} else {
 			firstFail = mid
 		}
 	}
-	return res
+	return lastPass, firstFail, capped
 }
 
 // runSearches runs scenario (c) o.Repeat times on every target, one
