@@ -70,9 +70,13 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer)
 	fmt.Fprintf(progress, "  %s: %d sockets connected and subscribed in %v\n", s.name, n, res.connectTook.Round(time.Millisecond))
 
 	// Publish i is due at start + i/Rate; those due from start + Warmup
-	// on are measured, exactly Duration × Rate of them.
+	// on are measured, Duration × Rate of them. The boundary sits half an
+	// interval earlier, between two due times: the Node peer parses the
+	// payload's nanosecond "t" into a double and sends it back rounded by
+	// up to ~128 ns, which must not move a publish across the boundary.
+	interval := time.Second / time.Duration(c.Rate)
 	start := time.Now()
-	measureFrom := start.Add(c.Warmup).UnixNano()
+	measureFrom := start.Add(c.Warmup - interval/2).UnixNano()
 	var received atomic.Int64
 	for _, sc := range conns {
 		// Each reader ends when closeAll closes its connection.
@@ -119,7 +123,6 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer)
 			}
 		}()
 	}
-	interval := time.Second / time.Duration(c.Rate)
 	total := int((c.Warmup + c.Duration) / interval)
 	for i := range total {
 		due := start.Add(time.Duration(i) * interval)

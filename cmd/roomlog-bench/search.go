@@ -215,7 +215,7 @@ func summarizeSearch(rs []searchResult, measured time.Duration) searchSummary {
 // and its ratio to Node's.
 func printSearch(out io.Writer, o scenarioOptions, targets []running, rs [][]searchResult) {
 	so := o.Search
-	fmt.Fprintf(out, "\n(c) highest sustained deliveries/s with p99 < %v and nothing lost: %d rooms x %d subs, publish rate x%g per step from %d/s (cap %d/s), then %d bisections; each step %v warmup + %v measured on fresh sockets; a step passes with p99 (scheduled send -> receipt) < %v, every delivery received within %v of the last publish and no publish error; %s\n",
+	fmt.Fprintf(out, "\n(c) highest sustained deliveries/s with p99 < %v and nothing lost: %d rooms x %d subs, publish rate x%g per step from %d/s (cap %d/s), then up to %d bisection steps; each step %v warmup + %v measured on fresh sockets; a step passes with p99 (scheduled send -> receipt) < %v, every delivery received within %v of the last publish and no publish error; %s\n",
 		so.P99, so.Rooms, so.Subs, so.Factor, so.Start, so.Max, so.Bisect, o.Warmup, so.Duration, so.P99, searchDrainLimit, runsNote(o.Repeat))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	hdr := "  target\tmax deliveries/s\tpub/s\tp50\tp99\tdeliveries/s vs node (higher is better)\tfirst failing step\t"
