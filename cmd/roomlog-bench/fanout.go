@@ -41,6 +41,9 @@ type fanoutResult struct {
 	deliver, ack       *hist
 	elapsed            time.Duration
 	firstErr           error
+	// oldestXact is the oldest transaction with an xid on the PostgreSQL
+	// cluster seen while measuring (see xactWatch); 0 if not watched.
+	oldestXact xactSample
 }
 
 func (r fanoutResult) lossPct() float64 {
@@ -54,8 +57,10 @@ func (r fanoutResult) lossPct() float64 {
 var payloadPad = strings.Repeat("x", 160)
 
 // runFanout connects the cell's sockets to s, subscribes them, publishes
-// at a fixed rate and collects delivery latencies.
-func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer) (fanoutResult, error) {
+// at a fixed rate and collects delivery latencies; watch (may be nil)
+// samples the cluster's oldest transaction from the end of the warmup
+// until the drain ends.
+func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, progress io.Writer) (fanoutResult, error) {
 	res := fanoutResult{deliver: &hist{}, ack: &hist{}}
 	n := c.Rooms * c.Subs
 	t0 := time.Now()
@@ -124,7 +129,12 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer)
 		}()
 	}
 	total := int((c.Warmup + c.Duration) / interval)
+	stopWatch := func() xactSample { return xactSample{} }
+	watchFrom := int(c.Warmup / interval)
 	for i := range total {
+		if i == watchFrom {
+			stopWatch = watch.start(ctx)
+		}
 		due := start.Add(time.Duration(i) * interval)
 		if d := time.Until(due); d > 0 {
 			select {
@@ -161,6 +171,7 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer)
 		}
 	}
 	res.received = received.Load()
+	res.oldestXact = stopWatch()
 	if p := firstErr.Load(); p != nil {
 		res.firstErr = *p
 	}

@@ -151,6 +151,11 @@ func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, 
 		targets = append(targets, running{key: key, s: s, drop: drop})
 		fmt.Fprintf(progress, "target %s at %s\n", s.name, s.base)
 	}
+	watch, err := openXactWatch(ctx)
+	if err != nil {
+		fmt.Fprintf(progress, "not watching the cluster's transactions: %v\n", err)
+	}
+	defer watch.Close(context.WithoutCancel(ctx))
 	// runs[cell][target] holds that target's runs of that cell.
 	runs := make([][][]fanoutRun, len(cells))
 	for ci, c := range cells {
@@ -160,7 +165,7 @@ func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, 
 				if ctx.Err() != nil {
 					break
 				}
-				r, err := runFanout(ctx, t.s, c, progress)
+				r, err := runFanout(ctx, t.s, c, watch, progress)
 				runs[ci][ti] = append(runs[ci][ti], fanoutRun{r: r, err: err})
 				if err != nil {
 					fmt.Fprintf(progress, "  %s: %s run %d/%d: %v\n", t.s.name, c.Name, rep+1, o.Repeat, err)
@@ -172,7 +177,7 @@ func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, 
 	}
 	var searches [][]searchResult
 	if o.want("c") && ctx.Err() == nil {
-		searches = runSearches(ctx, o, targets, progress)
+		searches = runSearches(ctx, o, targets, watch, progress)
 	}
 	var cu []catchUpTarget
 	if o.want("e") && ctx.Err() == nil {
@@ -189,7 +194,8 @@ func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, 
 }
 
 // fanoutSummary is one cell on one target over its runs: medians, except
-// loss (the worst run) and publish errors (the sum).
+// loss and the oldest cluster transaction (the worst run) and publish
+// errors (the sum).
 type fanoutSummary struct {
 	ok, failed           int
 	runErr, pubErr       error // first run error, first publish error
@@ -197,6 +203,7 @@ type fanoutSummary struct {
 	p50, p99, p999, max  time.Duration
 	ackP99, connect      time.Duration
 	lossPct              float64
+	oldestXact           time.Duration
 	pubErrs              int64
 	p99s                 []time.Duration // each successful run's p99
 }
@@ -224,6 +231,7 @@ func summarize(runs []fanoutRun, measured time.Duration) fanoutSummary {
 		ack = append(ack, res.ack.Quantile(0.99))
 		conn = append(conn, res.connectTook)
 		s.lossPct = max(s.lossPct, res.lossPct())
+		s.oldestXact = max(s.oldestXact, res.oldestXact.age)
 		s.pubErrs += res.pubErrs
 		if s.pubErr == nil {
 			s.pubErr = res.firstErr
@@ -272,9 +280,10 @@ func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, target
 		return
 	}
 	fmt.Fprintf(out, "each cell: %v warmup + %v measured, open loop, latency from the scheduled send time to receipt by each subscriber (log-bucket histogram, ~3%% precision); %s (loss: the worst run; pub errors: the sum);\n", o.Warmup, o.Duration, runsNote(o.Repeat))
-	fmt.Fprintf(out, "publishes through roomlog's REST API (durable: acknowledged after COMMIT) or the Node peer's POST /publish; ~200-byte payload; loss = expected deliveries not received before 5 s pass with none arriving (at most %v after the last publish)\n\n", defaultDrainLimit)
+	fmt.Fprintf(out, "publishes through roomlog's REST API (durable: acknowledged after COMMIT) or the Node peer's POST /publish; ~200-byte payload; loss = expected deliveries not received before 5 s pass with none arriving (at most %v after the last publish);\n", defaultDrainLimit)
+	fmt.Fprintf(out, "oldest xact: the oldest transaction holding an xid anywhere on the PostgreSQL cluster while measuring (worst run; sampled every 100 ms): it holds back the xmin horizon roomlog's tail waits for\n\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	hdr := "scenario\ttarget\tpub/s\tdeliveries/s\tp50\tp99\tp99.9\tmax\tpub ack p99\tloss\tpub errors\tconnect\tvs node p50/p99\t"
+	hdr := "scenario\ttarget\tpub/s\tdeliveries/s\tp50\tp99\tp99.9\tmax\tpub ack p99\tloss\tpub errors\tconnect\toldest xact\tvs node p50/p99\t"
 	if o.Repeat > 1 {
 		hdr += "p99 of each run\t"
 	}
@@ -297,9 +306,9 @@ func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, target
 			if node >= 0 && ti != node && sums[node].ok > 0 {
 				ratio = fmt.Sprintf("%.1fx / %.1fx", ratioOf(r.p50, sums[node].p50), ratioOf(r.p99, sums[node].p99))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t", c.Name, t.s.name,
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t%s\t", c.Name, t.s.name,
 				r.pubRate, r.deliverRate, ms(r.p50), ms(r.p99), ms(r.p999), ms(r.max),
-				ms(r.ackP99), r.lossPct, r.pubErrs, r.connect.Round(time.Millisecond), ratio)
+				ms(r.ackP99), r.lossPct, r.pubErrs, r.connect.Round(time.Millisecond), ms(r.oldestXact), ratio)
 			if o.Repeat > 1 {
 				each := make([]string, len(r.p99s))
 				for k, d := range r.p99s {

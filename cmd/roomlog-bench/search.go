@@ -86,7 +86,7 @@ func judge(r fanoutResult, err error, bound time.Duration) (bool, string) {
 // bisects o.Bisect times between the last pass and the first failure.
 // Each step is runFanout with the fixed shape: a fresh set of subscribed
 // sockets, warmup, then the measured window.
-func runSearch(ctx context.Context, s *server, o searchOptions, warmup time.Duration, progress io.Writer) searchResult {
+func runSearch(ctx context.Context, s *server, o searchOptions, warmup time.Duration, watch *xactWatch, progress io.Writer) searchResult {
 	res := searchResult{best: -1}
 	step := func(rate int) bool {
 		c := fanoutCell{
@@ -94,7 +94,7 @@ func runSearch(ctx context.Context, s *server, o searchOptions, warmup time.Dura
 			Rooms: o.Rooms, Subs: o.Subs, Rate: rate,
 			Warmup: warmup, Duration: o.Duration, DrainLimit: searchDrainLimit,
 		}
-		r, err := runFanout(ctx, s, c, progress)
+		r, err := runFanout(ctx, s, c, watch, progress)
 		st := searchStep{rate: rate, r: r, err: err}
 		st.pass, st.why = judge(r, err, o.P99)
 		res.steps = append(res.steps, st)
@@ -102,7 +102,7 @@ func runSearch(ctx context.Context, s *server, o searchOptions, warmup time.Dura
 		if !st.pass {
 			verdict = "FAIL: " + st.why
 		}
-		fmt.Fprintf(progress, "  %s: %s: %.0f deliveries/s, p99 %s: %s\n", s.name, c.Name, st.deliveries(o.Duration), ms(r.deliver.Quantile(0.99)), verdict)
+		fmt.Fprintf(progress, "  %s: %s: %.0f deliveries/s, p99 %s, oldest cluster xact %s: %s\n", s.name, c.Name, st.deliveries(o.Duration), ms(r.deliver.Quantile(0.99)), r.oldestXact, verdict)
 		if st.pass && (res.best < 0 || rate > res.steps[res.best].rate) {
 			res.best = len(res.steps) - 1
 		}
@@ -152,7 +152,7 @@ func searchRates(ctx context.Context, o searchOptions, try func(rate int) bool) 
 
 // runSearches runs scenario (c) o.Repeat times on every target, one
 // search per target in turn.
-func runSearches(ctx context.Context, o scenarioOptions, targets []running, progress io.Writer) [][]searchResult {
+func runSearches(ctx context.Context, o scenarioOptions, targets []running, watch *xactWatch, progress io.Writer) [][]searchResult {
 	out := make([][]searchResult, len(targets))
 	for rep := range o.Repeat {
 		for ti, t := range targets {
@@ -160,7 +160,7 @@ func runSearches(ctx context.Context, o scenarioOptions, targets []running, prog
 				return out
 			}
 			fmt.Fprintf(progress, "  %s: (c) search run %d/%d\n", t.s.name, rep+1, o.Repeat)
-			out[ti] = append(out[ti], runSearch(ctx, t.s, o.Search, o.Warmup, progress))
+			out[ti] = append(out[ti], runSearch(ctx, t.s, o.Search, o.Warmup, watch, progress))
 		}
 	}
 	return out
@@ -215,7 +215,7 @@ func summarizeSearch(rs []searchResult, measured time.Duration) searchSummary {
 // and its ratio to Node's.
 func printSearch(out io.Writer, o scenarioOptions, targets []running, rs [][]searchResult) {
 	so := o.Search
-	fmt.Fprintf(out, "\n(c) highest sustained deliveries/s with p99 < %v and nothing lost: %d rooms x %d subs, publish rate x%g per step from %d/s (cap %d/s), then up to %d bisection steps; each step %v warmup + %v measured on fresh sockets; a step passes with p99 (scheduled send -> receipt) < %v, every delivery received within %v of the last publish and no publish error; %s\n",
+	fmt.Fprintf(out, "\n(c) highest sustained deliveries/s with p99 < %v and nothing lost: %d rooms x %d subs, publish rate x%g per step from %d/s (cap %d/s), then up to %d bisection steps; each step %v warmup + %v measured on fresh sockets; a step passes with p99 (scheduled send -> receipt) < %v, every delivery received within %v of the last publish and no publish error; oldest xact as in the table above; %s\n",
 		so.P99, so.Rooms, so.Subs, so.Factor, so.Start, so.Max, so.Bisect, o.Warmup, so.Duration, so.P99, searchDrainLimit, runsNote(o.Repeat))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	hdr := "  target\tmax deliveries/s\tpub/s\tp50\tp99\tdeliveries/s vs node (higher is better)\tfirst failing step\t"
@@ -246,7 +246,7 @@ func printSearch(out io.Writer, o scenarioOptions, targets []running, rs [][]sea
 			}
 			fail := "-"
 			if sm.failed != nil {
-				fail = fmt.Sprintf("%d/s: %s", sm.failed.rate, sm.failed.why)
+				fail = fmt.Sprintf("%d/s: %s (oldest xact %s)", sm.failed.rate, sm.failed.why, sm.failed.r.oldestXact)
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\t%s\t", t.s.name, best, sm.best.rate,
 				ms(sm.best.r.deliver.Quantile(0.5)), ms(sm.best.r.deliver.Quantile(0.99)), ratio, fail)
@@ -276,7 +276,7 @@ func printSearch(out io.Writer, o scenarioOptions, targets []running, rs [][]sea
 func firstFailure(rs []searchResult) string {
 	for _, r := range rs {
 		if len(r.steps) > 0 && !r.steps[0].pass {
-			return fmt.Sprintf("%d/s: %s", r.steps[0].rate, r.steps[0].why)
+			return fmt.Sprintf("%d/s: %s (oldest xact %s)", r.steps[0].rate, r.steps[0].why, r.steps[0].r.oldestXact)
 		}
 	}
 	return "-"
