@@ -174,7 +174,7 @@ type searchSummary struct {
 	capped bool        // the median run stopped at the cap
 	runs   []string    // each run's highest passing deliveries/s
 	below  int         // runs in which even the first step failed
-	failed *searchStep // the first failing step of the median run
+	failed *searchStep // the median run's lowest failing step
 }
 
 func summarizeSearch(rs []searchResult, measured time.Duration) searchSummary {
@@ -202,10 +202,9 @@ func summarizeSearch(rs []searchResult, measured time.Duration) searchSummary {
 	slices.SortFunc(ok, func(a, b run) int { return cmp.Compare(a.rate, b.rate) })
 	m := ok[(len(ok)-1)/2]
 	sum.ok, sum.best, sum.rate, sum.capped = true, m.r.steps[m.r.best], m.rate, m.r.capped
-	for i := range m.r.steps {
-		if !m.r.steps[i].pass {
+	for i, st := range m.r.steps {
+		if !st.pass && (sum.failed == nil || st.rate < sum.failed.rate) {
 			sum.failed = &m.r.steps[i]
-			break
 		}
 	}
 	return sum
@@ -215,10 +214,10 @@ func summarizeSearch(rs []searchResult, measured time.Duration) searchSummary {
 // and its ratio to Node's.
 func printSearch(out io.Writer, o scenarioOptions, targets []running, rs [][]searchResult) {
 	so := o.Search
-	fmt.Fprintf(out, "\n(c) highest sustained deliveries/s with p99 < %v and nothing lost: %d rooms x %d subs, publish rate x%g per step from %d/s (cap %d/s), then up to %d bisection steps; each step %v warmup + %v measured on fresh sockets; a step passes with p99 (scheduled send -> receipt) < %v, every delivery received within %v of the last publish and no publish error; oldest xact as in the table above; %s\n",
+	fmt.Fprintf(out, "\n(c) highest sustained deliveries/s with p99 < %v and nothing lost: %d rooms x %d subs, publish rate x%g per step from %d/s (cap %d/s), then up to %d bisection steps; each step %v warmup + %v measured on fresh sockets; a step passes with p99 (scheduled send -> receipt) < %v, every delivery received within %v of the last publish and no publish error; oldest xact: the oldest transaction holding an xid anywhere on the PostgreSQL cluster during the step (it holds back the horizon roomlog's tail waits for); %s\n",
 		so.P99, so.Rooms, so.Subs, so.Factor, so.Start, so.Max, so.Bisect, o.Warmup, so.Duration, so.P99, searchDrainLimit, runsNote(o.Repeat))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	hdr := "  target\tmax deliveries/s\tpub/s\tp50\tp99\tdeliveries/s vs node (higher is better)\tfirst failing step\t"
+	hdr := "  target\tmax deliveries/s\tpub/s\tp50\tp99\tdeliveries/s vs node (higher is better)\tlowest failing step\t"
 	if o.Repeat > 1 {
 		hdr += "each run\t"
 	}
