@@ -226,6 +226,9 @@ func intField(b []byte, key string) (int64, bool) {
 type recoveryRun struct {
 	ack  time.Duration // reconnect -> CONNECT ack with the old pid
 	took time.Duration // reconnect -> the last missed event received
+	// oldestXact is the cluster's oldest xid-holding transaction seen
+	// during the replay (the replay reads below the xmin horizon too).
+	oldestXact xactSample
 }
 
 // runRecoveryCatchUp is scenario (e) via Socket.IO: a client connects,
@@ -237,7 +240,7 @@ type recoveryRun struct {
 // n-th missed event, and checks that the CONNECT ack carried the old pid
 // (recovered) and that exactly the n events arrived, in order (payload
 // "i", and meta seq where the server sends one).
-func runRecoveryCatchUp(ctx context.Context, s *server, room string, n int) (recoveryRun, error) {
+func runRecoveryCatchUp(ctx context.Context, s *server, room string, n int, watch *xactWatch) (recoveryRun, error) {
 	client := &http.Client{Timeout: 60 * time.Second}
 	defer client.CloseIdleConnections()
 	c := &recoveryClient{token: s.token("recover"), room: room}
@@ -252,13 +255,17 @@ func runRecoveryCatchUp(ctx context.Context, s *server, room string, n int) (rec
 	if err := c.subscribe(); err != nil {
 		return recoveryRun{}, err
 	}
+	stopWatch := watch.start(ctx)
+	t1 := time.Now()
 	if err := s.publish(ctx, client, room, fmt.Appendf(nil, `{"i":0,"pad":"%s"}`, payloadPad)); err != nil {
+		stopWatch()
 		return recoveryRun{}, fmt.Errorf("publish the first event: %w", err)
 	}
-	waitFor(ctx, func() bool { return c.events.Load() >= 1 }, 10*time.Second)
+	waitFor(ctx, func() bool { return c.events.Load() >= 1 }, 30*time.Second)
+	xact := stopWatch()
 	pid, off := c.state()
 	if c.events.Load() < 1 || off == "" {
-		return recoveryRun{}, fmt.Errorf("no offset after the first event (%d received)", c.events.Load())
+		return recoveryRun{}, fmt.Errorf("the first live event (published and acknowledged) did not arrive within %v of its publish (%d received, offset %q; oldest cluster xact meanwhile %s)", time.Since(t1).Round(time.Millisecond), c.events.Load(), off, xact)
 	}
 	c.dropTransport()
 	if err := seedRoom(ctx, s, client, room, 1, n); err != nil {
@@ -290,16 +297,20 @@ func runRecoveryCatchUp(ctx context.Context, s *server, room string, n int) (rec
 			arrivedAt.Store(time.Now().UnixNano())
 		}
 	}
+	stopWatch = watch.start(ctx)
 	t0 := time.Now()
 	pid2, err := c.connect(ctx, s.base, map[string]string{"token": c.token, "pid": pid, "offset": off})
 	if err != nil {
+		stopWatch()
 		return recoveryRun{}, fmt.Errorf("reconnect: %w", err)
 	}
 	run := recoveryRun{ack: time.Since(t0)}
 	if pid2 != pid {
+		stopWatch()
 		return run, fmt.Errorf("not recovered: CONNECT ack pid %q, want %q", pid2, pid)
 	}
 	waitFor(ctx, func() bool { return got.Load() >= int64(n) || bad.Load() != nil }, 60*time.Second)
+	run.oldestXact = stopWatch()
 	if got.Load() >= int64(n) {
 		run.took = time.Duration(arrivedAt.Load() - t0.UnixNano())
 		time.Sleep(100 * time.Millisecond) // anything more would be a duplicate

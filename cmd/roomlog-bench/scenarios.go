@@ -181,7 +181,7 @@ func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, 
 	}
 	var cu []catchUpTarget
 	if o.want("e") && ctx.Err() == nil {
-		cu = runCatchUps(ctx, o, targets, root, progress)
+		cu = runCatchUps(ctx, o, targets, root, watch, progress)
 	}
 	printScenarios(out, o, cells, targets, runs)
 	if o.want("c") {
