@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,15 +13,22 @@ import (
 
 // fanoutCell is one open-loop fan-out measurement: Rooms rooms with Subs
 // Socket.IO subscribers each, Rate publishes/s spread round-robin over the
-// rooms, Warmup then Duration.
+// rooms, Warmup then Duration. After the last publish the cell waits for
+// the expected deliveries until 5 s pass with none arriving, and at most
+// DrainLimit (default defaultDrainLimit); what has not arrived by then is
+// lost.
 type fanoutCell struct {
-	Name     string
-	Rooms    int
-	Subs     int
-	Rate     int
-	Warmup   time.Duration
-	Duration time.Duration
+	Name       string
+	Rooms      int
+	Subs       int
+	Rate       int
+	Warmup     time.Duration
+	Duration   time.Duration
+	DrainLimit time.Duration
 }
+
+// defaultDrainLimit bounds a cell's wait for late deliveries.
+const defaultDrainLimit = 60 * time.Second
 
 // fanoutResult is what one cell measured. Latency is from each publish's
 // scheduled send time (carried in the payload) to its receipt by each
@@ -36,6 +41,9 @@ type fanoutResult struct {
 	deliver, ack       *hist
 	elapsed            time.Duration
 	firstErr           error
+	// oldestXact is the oldest transaction with an xid on the PostgreSQL
+	// cluster seen while measuring (see xactWatch); 0 if not watched.
+	oldestXact xactSample
 }
 
 func (r fanoutResult) lossPct() float64 {
@@ -49,67 +57,35 @@ func (r fanoutResult) lossPct() float64 {
 var payloadPad = strings.Repeat("x", 160)
 
 // runFanout connects the cell's sockets to s, subscribes them, publishes
-// at a fixed rate and collects delivery latencies.
-func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer) (fanoutResult, error) {
+// at a fixed rate and collects delivery latencies; watch (may be nil)
+// samples the cluster's oldest transaction from the end of the warmup
+// until the drain ends.
+func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, progress io.Writer) (fanoutResult, error) {
 	res := fanoutResult{deliver: &hist{}, ack: &hist{}}
 	n := c.Rooms * c.Subs
-	conns := make([]*sioConn, n)
-	defer func() {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 256)
-		for _, sc := range conns {
-			if sc != nil {
-				wg.Add(1)
-				sem <- struct{}{}
-				go func() { defer wg.Done(); sc.Close(); <-sem }()
-			}
-		}
-		wg.Wait()
-	}()
-
-	// Connect and subscribe, 64 at a time.
 	t0 := time.Now()
-	var connErr atomic.Pointer[error]
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := range n {
-		if connErr.Load() != nil || ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			room := benchRoom(i % c.Rooms)
-			sc, err := dialSIO(ctx, s.base, benchOrigin, s.token(fmt.Sprintf("bench-%d", i)))
-			if err == nil {
-				conns[i] = sc
-				err = sc.subscribe(room)
-			}
-			if err != nil {
-				err = fmt.Errorf("socket %d: %w", i, err)
-				connErr.CompareAndSwap(nil, &err)
-			}
-		}()
-	}
-	wg.Wait()
-	if p := connErr.Load(); p != nil {
-		return res, *p
-	}
-	if err := ctx.Err(); err != nil {
+	conns, err := dialRooms(ctx, s, n,
+		func(i int) string { return fmt.Sprintf("bench-%d", i) },
+		func(i int) string { return benchRoom(i % c.Rooms) }, nil)
+	defer closeAll(conns)
+	if err != nil {
 		return res, err
 	}
 	res.connectTook = time.Since(t0)
 	fmt.Fprintf(progress, "  %s: %d sockets connected and subscribed in %v\n", s.name, n, res.connectTook.Round(time.Millisecond))
 
-	measureFrom := time.Now().Add(c.Warmup).UnixNano()
+	// Publish i is due at start + i/Rate; those due from start + Warmup
+	// on are measured, Duration × Rate of them. The boundary sits half an
+	// interval earlier, between two due times: the Node peer parses the
+	// payload's nanosecond "t" into a double and sends it back rounded by
+	// up to ~128 ns, which must not move a publish across the boundary.
+	interval := time.Second / time.Duration(c.Rate)
+	start := time.Now()
+	measureFrom := start.Add(c.Warmup - interval/2).UnixNano()
 	var received atomic.Int64
-	var readers sync.WaitGroup
 	for _, sc := range conns {
-		readers.Add(1)
+		// Each reader ends when closeAll closes its connection.
 		go func() {
-			defer readers.Done()
 			_ = sc.readEvents("x-bench", func(sched int64) {
 				if sched < measureFrom {
 					return
@@ -152,10 +128,13 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer)
 			}
 		}()
 	}
-	start := time.Now()
-	interval := time.Second / time.Duration(c.Rate)
 	total := int((c.Warmup + c.Duration) / interval)
+	stopWatch := func() xactSample { return xactSample{} }
+	watchFrom := int(c.Warmup / interval)
 	for i := range total {
+		if i == watchFrom {
+			stopWatch = watch.start(ctx)
+		}
 		due := start.Add(time.Duration(i) * interval)
 		if d := time.Until(due); d > 0 {
 			select {
@@ -177,15 +156,22 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer)
 	res.elapsed = time.Since(start)
 	res.published, res.pubErrs = published.Load(), pubErrs.Load()
 	res.expected = (res.published - res.pubErrs) * int64(c.Subs)
-	// Drain: wait until every expected delivery arrived, or 5 s of silence.
+	// Drain: wait until every expected delivery arrived, 5 s of silence or
+	// the drain limit.
+	drainLimit := c.DrainLimit
+	if drainLimit <= 0 {
+		drainLimit = defaultDrainLimit
+	}
+	drainEnd := start.Add(time.Duration(total) * interval).Add(drainLimit)
 	last, lastChange := received.Load(), time.Now()
-	for received.Load() < res.expected && time.Since(lastChange) < 5*time.Second && ctx.Err() == nil {
+	for received.Load() < res.expected && time.Since(lastChange) < 5*time.Second && time.Now().Before(drainEnd) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond) // polling a counter
 		if r := received.Load(); r != last {
 			last, lastChange = r, time.Now()
 		}
 	}
 	res.received = received.Load()
+	res.oldestXact = stopWatch()
 	if p := firstErr.Load(); p != nil {
 		res.firstErr = *p
 	}
@@ -193,72 +179,3 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, progress io.Writer)
 }
 
 func benchRoom(i int) string { return fmt.Sprintf("user-bench%d", i) }
-
-// catchUpResult is one catch-up measurement: reading N missed events of
-// one room through REST pages of Page events.
-type catchUpResult struct {
-	events, pages int
-	runs          []time.Duration
-}
-
-// runCatchUp appends n events to one room through the REST publish API
-// (batches of 1000), then reads them all back from seq 0 in pages of page,
-// as a reconnecting client does, reps times.
-func runCatchUp(ctx context.Context, s *server, n, page, reps int) (catchUpResult, error) {
-	var res catchUpResult
-	room := "user-catchup"
-	client := &http.Client{Timeout: 60 * time.Second}
-	for done := 0; done < n; {
-		k := min(1000, n-done)
-		var b strings.Builder
-		b.WriteString(`{"events":[`)
-		for i := range k {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `{"event":"x-bench","room":%q,"payload":{"t":%d,"pad":"%s"}}`, room, done+i, payloadPad)
-		}
-		b.WriteString("]}")
-		if err := post(ctx, client, s.base+"/api/v1/events", "Bearer "+s.apiKey, []byte(b.String())); err != nil {
-			return res, fmt.Errorf("seed catch-up: %w", err)
-		}
-		done += k
-	}
-	for range reps {
-		t0 := time.Now()
-		after, got, pages := int64(0), 0, 0
-		for {
-			req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/api/v1/rooms/%s/events?after=%d&limit=%d", s.base, room, after, page), nil)
-			req.Header.Set("Authorization", "Bearer "+s.bearer)
-			resp, err := client.Do(req)
-			if err != nil {
-				return res, err
-			}
-			var p struct {
-				Events []struct {
-					Seq int64 `json:"seq"`
-				} `json:"events"`
-				More bool `json:"more"`
-			}
-			err = json.NewDecoder(resp.Body).Decode(&p)
-			resp.Body.Close()
-			if err != nil || resp.StatusCode != 200 {
-				return res, fmt.Errorf("catch-up page after %d: %d %v", after, resp.StatusCode, err)
-			}
-			pages++
-			got += len(p.Events)
-			if len(p.Events) > 0 {
-				after = p.Events[len(p.Events)-1].Seq
-			}
-			if !p.More || len(p.Events) == 0 {
-				break
-			}
-		}
-		if got != n {
-			return res, errors.New(fmt.Sprint("catch-up read ", got, " events, want ", n))
-		}
-		res.events, res.pages = got, pages
-		res.runs = append(res.runs, time.Since(t0))
-	}
-	return res, nil
-}

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -130,58 +128,21 @@ func runIdle(ctx context.Context, s *server, n int, gc func(), gcHow string, pro
 	if prof != nil {
 		res.gBefore = prof("before")
 	}
-	conns := make([]*sioConn, n)
-	defer func() {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 256)
-		for _, sc := range conns {
-			if sc != nil {
-				wg.Add(1)
-				sem <- struct{}{}
-				go func() { defer wg.Done(); sc.Close(); <-sem }()
-			}
-		}
-		wg.Wait()
-	}()
 	t0 := time.Now()
-	var connErr atomic.Pointer[error]
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := range n {
-		if connErr.Load() != nil || ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			sc, err := dialSIO(ctx, s.base, benchOrigin, s.token(fmt.Sprintf("bench%d", i)))
-			if err == nil {
-				if err = sc.subscribe(benchRoom(i)); err != nil {
-					sc.ws.Close()
-				}
-			}
-			if err != nil {
-				err = fmt.Errorf("socket %d: %w", i, err)
-				connErr.CompareAndSwap(nil, &err)
-				return
-			}
-			conns[i] = sc
+	conns, connErr := dialRooms(ctx, s, n,
+		func(i int) string { return fmt.Sprintf("bench%d", i) }, benchRoom,
+		func(_ int, sc *sioConn) {
 			// Keep answering the server's pings while idle.
 			go func() { _ = sc.readEvents("x-none", func(int64) {}) }()
-		}()
-	}
-	wg.Wait()
+		})
+	defer closeAll(conns)
 	res.connectTook = time.Since(t0)
 	for _, c := range conns {
 		if c != nil {
 			res.conns++
 		}
 	}
-	if p := connErr.Load(); p != nil {
-		res.connErr = *p
-	}
+	res.connErr = connErr
 	fmt.Fprintf(progress, "  %s: %d/%d idle sockets connected and subscribed in %v\n", s.name, res.conns, n, res.connectTook.Round(time.Millisecond))
 	if res.after, err = settleRSS(ctx, s.pid(), gc); err != nil {
 		return res, err
@@ -262,95 +223,133 @@ func saveProfiles(ctx context.Context, pprofAddr, dir, name, stage string, progr
 	return n
 }
 
-// runIdleTargets runs scenario (d) on roomlogd and the Node peer.
-func runIdleTargets(ctx context.Context, o scenarioOptions, root, bin, tmp string, progress io.Writer) []idleResult {
-	var out []idleResult
+// runIdleTargets runs scenario (d) on roomlogd and the Node peer, each
+// run on a freshly started server, o.Repeat times in interleaved order
+// (roomlog, node, roomlog, node, ...). It returns each target's runs.
+// Both get a forced GC before every RSS sample: Node through the preload,
+// roomlogd through the bench build's SIGUSR2 hook unless -idle-gc=false.
+// With -idle-profile, roomlogd also serves pprof on a free loopback port
+// and its profiles are saved before and after connecting.
+func runIdleTargets(ctx context.Context, o scenarioOptions, root, bin, tmp string, progress io.Writer) [][]idleResult {
+	var keys []string
 	for _, t := range o.Targets {
-		var s *server
-		var err error
-		var gc func()
-		var prof func(stage string) int
-		gcHow := ""
-		switch t {
-		case "roomlog":
-			var dbURL, pprofAddr string
-			var env []string
-			if o.IdleProfile != "" {
-				if err = os.MkdirAll(o.IdleProfile, 0o755); err == nil {
-					pprofAddr, err = freeAddr()
-				}
-				env = append(env, "ROOMLOG_PPROF_ADDR="+pprofAddr)
+		if t == "roomlog" || t == "node" { // (d) compares durable roomlog with Node only
+			keys = append(keys, t)
+		}
+	}
+	out := make([][]idleResult, len(keys))
+	for rep := range o.Repeat {
+		for ti, t := range keys {
+			if ctx.Err() != nil {
+				return out
 			}
-			if err == nil {
-				if dbURL, err = namedBenchDatabase(ctx, serverDatabase); err == nil {
-					defer dropBenchDatabase(context.WithoutCancel(ctx), serverDatabase)
-					s, err = startRoomlogd(ctx, bin, dbURL, false, env...)
-				}
-			}
-			if o.IdleProfile != "" {
-				prof = func(stage string) int {
-					return saveProfiles(ctx, pprofAddr, o.IdleProfile, "roomlog", stage, progress)
-				}
-			}
-			if o.IdleGC {
-				if s != nil {
-					gc = roomlogdGC(ctx, s)
+			var env, args []string
+			var pprofAddr, gcHow string
+			switch t {
+			case "roomlog":
+				if o.IdleProfile != "" {
+					err := os.MkdirAll(o.IdleProfile, 0o755)
+					if err == nil {
+						pprofAddr, err = freeAddr()
+					}
+					if err != nil {
+						out[ti] = append(out[ti], idleResult{name: targetName(t), connErr: fmt.Errorf("-idle-profile: %w", err)})
+						continue
+					}
+					env = append(env, "ROOMLOG_PPROF_ADDR="+pprofAddr)
 				}
 				gcHow = "runtime.GC() + debug.FreeOSMemory() (bench build, SIGUSR2) before each sample"
-			} else {
-				gcHow = "no GC hook (-idle-gc=false): RSS once stable (the Go runtime returns freed pages in the background)"
+				if !o.IdleGC {
+					gcHow = "no GC hook (-idle-gc=false): RSS once stable (the Go runtime returns freed pages in the background)"
+				}
+			case "node":
+				var err error
+				if args, err = writeNodeGCPreload(tmp); err != nil {
+					out[ti] = append(out[ti], idleResult{name: targetName(t), connErr: err})
+					continue
+				}
+				gcHow = "global.gc() (node --expose-gc, SIGUSR2) before each sample"
 			}
-		case "node":
-			var args []string
-			if args, err = writeNodeGCPreload(tmp); err == nil {
-				s, err = startPeer(ctx, root, args...)
+			s, drop, err := startTarget(ctx, t, bin, root, env, args...)
+			if err != nil {
+				out[ti] = append(out[ti], idleResult{name: targetName(t), connErr: err})
+				continue
 			}
-			if s != nil {
+			var gc func()
+			var prof func(stage string) int
+			switch t {
+			case "roomlog":
+				if o.IdleGC {
+					gc = roomlogdGC(ctx, s)
+				}
+				if o.IdleProfile != "" {
+					name := "roomlog"
+					if o.Repeat > 1 { // keep every run's profiles
+						name = fmt.Sprintf("roomlog-run%d", rep+1)
+					}
+					prof = func(stage string) int {
+						return saveProfiles(ctx, pprofAddr, o.IdleProfile, name, stage, progress)
+					}
+				}
+			case "node":
 				gc = func() { _ = s.cmd.Process.Signal(syscall.SIGUSR2) }
 			}
-			gcHow = "global.gc() (node --expose-gc, SIGUSR2) before each sample"
-		default:
-			continue // (d) compares durable roomlog with Node only
+			fmt.Fprintf(progress, "(d) run %d/%d: target %s at %s (pid %d)\n", rep+1, o.Repeat, s.name, s.base, s.pid())
+			r, err := runIdle(ctx, s, o.IdleConns, gc, gcHow, prof, progress)
+			if err != nil && r.connErr == nil {
+				r.connErr = err
+			}
+			s.stop()
+			drop()
+			out[ti] = append(out[ti], r)
 		}
-		if err != nil {
-			out = append(out, idleResult{name: t, connErr: err})
-			continue
-		}
-		fmt.Fprintf(progress, "(d) target %s at %s (pid %d)\n", s.name, s.base, s.pid())
-		r, err := runIdle(ctx, s, o.IdleConns, gc, gcHow, prof, progress)
-		if err != nil && r.connErr == nil {
-			r.connErr = err
-		}
-		s.stop()
-		out = append(out, r)
 	}
 	return out
 }
 
-func printIdle(out io.Writer, o scenarioOptions, rs []idleResult, nofile uint64) {
-	fmt.Fprintf(out, "\n(d) memory per idle connection: %d websocket Socket.IO connections, each subscribed to its own user room, idle (pings only); server VmRSS from /proc/<pid>/status before and after, each once stable (fd limit %d, inherited by the servers):\n", o.IdleConns, nofile)
-	var node *idleResult
-	for i := range rs {
-		if rs[i].name == "node socket.io" && rs[i].conns > 0 {
-			node = &rs[i]
+func printIdle(out io.Writer, o scenarioOptions, byTarget [][]idleResult, nofile uint64) {
+	fmt.Fprintf(out, "\n(d) memory per idle connection: %d websocket Socket.IO connections, each subscribed to its own user room, idle (pings only); server VmRSS from /proc/<pid>/status before and after, each once stable (fd limit %d, inherited by the servers); %s:\n", o.IdleConns, nofile, runsNote(o.Repeat))
+	// Each target's median KiB per connection over the runs that connected.
+	medians := make([]float64, len(byTarget))
+	nodeMedian := 0.0
+	for ti, rs := range byTarget {
+		var per []float64
+		for _, r := range rs {
+			if r.conns > 0 {
+				per = append(per, r.perConn())
+			}
+		}
+		medians[ti] = median(per)
+		if len(rs) > 0 && rs[0].name == "node socket.io" {
+			nodeMedian = medians[ti]
 		}
 	}
-	for _, r := range rs {
-		if r.conns == 0 {
-			fmt.Fprintf(out, "  %s: failed: %v\n", r.name, r.connErr)
+	for ti, rs := range byTarget {
+		for k, r := range rs {
+			run := ""
+			if o.Repeat > 1 {
+				run = fmt.Sprintf(" run %d", k+1)
+			}
+			if r.conns == 0 {
+				fmt.Fprintf(out, "  %s%s: failed: %v\n", r.name, run, r.connErr)
+				continue
+			}
+			fmt.Fprintf(out, "  %s%s: %d connections (connected in %v): RSS %.1f MiB -> %.1f MiB, %.1f KiB per connection; %s\n",
+				r.name, run, r.conns, r.connectTook.Round(time.Millisecond), float64(r.before)/(1<<20), float64(r.after)/(1<<20), r.perConn()/1024, r.gc)
+			if r.gAfter > 0 {
+				fmt.Fprintf(out, "    goroutines %d -> %d, %.2f per connection\n", r.gBefore, r.gAfter, float64(r.gAfter-r.gBefore)/float64(r.conns))
+			}
+			if r.connErr != nil {
+				fmt.Fprintf(out, "    only %d of %d connected: %v\n", r.conns, r.want, r.connErr)
+			}
+		}
+		if len(rs) == 0 || medians[ti] == 0 {
 			continue
 		}
 		ratio := ""
-		if node != nil && r.name != node.name && node.perConn() > 0 {
-			ratio = fmt.Sprintf(", %.2fx node", r.perConn()/node.perConn())
+		if rs[0].name != "node socket.io" && nodeMedian > 0 {
+			ratio = fmt.Sprintf(", %.2fx node", medians[ti]/nodeMedian)
 		}
-		fmt.Fprintf(out, "  %s: %d connections (connected in %v): RSS %.1f MiB -> %.1f MiB, %.1f KiB per connection%s; %s\n",
-			r.name, r.conns, r.connectTook.Round(time.Millisecond), float64(r.before)/(1<<20), float64(r.after)/(1<<20), r.perConn()/1024, ratio, r.gc)
-		if r.gAfter > 0 {
-			fmt.Fprintf(out, "    goroutines %d -> %d, %.2f per connection\n", r.gBefore, r.gAfter, float64(r.gAfter-r.gBefore)/float64(r.conns))
-		}
-		if r.connErr != nil {
-			fmt.Fprintf(out, "    only %d of %d connected: %v\n", r.conns, r.want, r.connErr)
-		}
+		fmt.Fprintf(out, "  => %s: %.1f KiB per connection%s\n", rs[0].name, medians[ti]/1024, ratio)
 	}
 }

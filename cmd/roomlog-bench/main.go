@@ -18,28 +18,37 @@
 //
 //	(a) 1,000 rooms x 10 subscribers at 1,000 publishes/s
 //	(b) 1 room x 1,000 subscribers at 10/s and 100/s
+//	(c) the highest sustained deliveries/s with p99 < 100 ms and nothing
+//	    lost (100 rooms x 10 subscribers, rate stepped up, then bisected)
 //	(d) RSS per idle connection, 10,000 connections (vs the Node peer)
-//	(e) catch-up of 10,000 missed events via REST pages of 1,000
+//	(e) catch-up of 10,000 missed events via REST pages of 1,000 and via
+//	    Socket.IO connection state recovery
 //	(f) reconnect storm: 5,000 clients recover after roomlogd is SIGKILLed
 //
-
 // "all" runs append, then scenarios.
 //
 // Usage:
 //
 //	roomlog-bench append [-duration 4s] [-rooms 1000] [-rate 1000]
 //	roomlog-bench scenarios [-duration 5s] [-warmup 1s] [-rooms 1000] [-subs 10] [-rate 1000]
-//	    [-hot-subs 1000] [-hot-rates 10,100] [-catchup 10000] [-idle-conns 10000] [-idle-gc=true] [-idle-profile DIR]
-//	    [-storm-clients 5000] [-storm-rooms 100] [-storm-events 1000] [-targets roomlog,node,async] [-only abdef]
+//	    [-hot-subs 1000] [-hot-rates 10,100] [-c-rooms 100] [-c-subs 10] [-c-start 100]
+//	    [-c-max 20000] [-c-factor 2] [-c-bisect 3] [-c-p99 100ms] [-c-duration 3s]
+//	    [-catchup 10000] [-catchup-reps 5] [-idle-conns 10000] [-idle-gc=true] [-idle-profile DIR]
+//	    [-storm-clients 5000] [-storm-rooms 100] [-storm-events 1000] [-targets roomlog,node,async]
+//	    [-only abcdef] [-repeat 1]
 //	roomlog-bench all
 //
 // It uses DATABASE_URL (default: the local server) and works in its own
-// databases, roomlog_bench and roomlog_bench_srv, which it drops and
-// recreates; ROOMLOG_BENCH_DB_SUFFIX (letters, digits, _) is appended to
-// both names, so that runs sharing one PostgreSQL server (other worktrees)
-// do not drop each other's databases. Everything listens on 127.0.0.1 only. Node.js must be on PATH
-// and ROOMLOG_NODE_MODULES (or test/js/node_modules) must hold socket.io;
-// `make bench` sets that up.
+// databases there. append uses roomlog_bench, which it drops and recreates
+// at the start and leaves afterwards; ROOMLOG_BENCH_DB_SUFFIX (letters,
+// digits and _ only; anything else is removed) is appended to that name,
+// so that append runs sharing one PostgreSQL server (other worktrees) do
+// not drop each other's database. Each roomlogd that scenarios starts gets
+// roomlog_bench_srv_<target>_<pid>, created fresh and dropped after that
+// server stops; the pid already keeps concurrent runs apart, so the suffix
+// is not applied there. Everything listens on 127.0.0.1 only. Node.js
+// must be on PATH and ROOMLOG_NODE_MODULES (or test/js/node_modules) must
+// hold socket.io; `make bench` sets that up.
 package main
 
 import (
@@ -120,6 +129,14 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.Rate, "rate", 1000, "(a) publishes/s")
 	fs.IntVar(&o.HotSubs, "hot-subs", 1000, "(b) subscribers of the one room")
 	fs.StringVar(&hotRates, "hot-rates", "10,100", "(b) publishes/s, comma-separated")
+	fs.IntVar(&o.Search.Rooms, "c-rooms", 100, "(c) rooms of the max-throughput search")
+	fs.IntVar(&o.Search.Subs, "c-subs", 10, "(c) subscribers per room")
+	fs.IntVar(&o.Search.Start, "c-start", 100, "(c) first publish rate, publishes/s")
+	fs.IntVar(&o.Search.Max, "c-max", 20000, "(c) highest publish rate tried, publishes/s")
+	fs.Float64Var(&o.Search.Factor, "c-factor", 2, "(c) publish rate multiplier per passing step (> 1)")
+	fs.IntVar(&o.Search.Bisect, "c-bisect", 3, "(c) bisection steps between the last pass and the first failure")
+	fs.DurationVar(&o.Search.P99, "c-p99", 100*time.Millisecond, "(c) a step passes with delivery p99 under this (and nothing lost)")
+	fs.DurationVar(&o.Search.Duration, "c-duration", 3*time.Second, "(c) measured time per step (after -warmup)")
 	fs.IntVar(&o.CatchUpEvents, "catchup", 10000, "(e) missed events to catch up")
 	fs.IntVar(&o.CatchUpPage, "catchup-page", 1000, "(e) page size (at most 1000)")
 	fs.IntVar(&o.CatchUpReps, "catchup-reps", 5, "(e) repetitions")
@@ -130,7 +147,8 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.StormRooms, "storm-rooms", 100, "(f) rooms the storm clients subscribe to (round-robin)")
 	fs.IntVar(&o.StormEvents, "storm-events", 1000, "(f) events published before the crash")
 	fs.StringVar(&targets, "targets", "roomlog,node,async", "systems to run: roomlog (durable), node (the Node.js socket.io peer), async (roomlog with synchronous_commit off, NOT durable)")
-	fs.StringVar(&o.Only, "only", "", "run only these scenarios, e.g. ab, e, d or f (default all: a, b, d, e, f)")
+	fs.StringVar(&o.Only, "only", "", "run only these scenarios, e.g. ab, c, e, d or f (default all: a, b, c, d, e, f)")
+	fs.IntVar(&o.Repeat, "repeat", 1, "runs of every cell per target, in interleaved order (A B C A B C ...); tables print the median")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -142,22 +160,25 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 		o.HotRates = append(o.HotRates, n)
 	}
 	o.Targets = strings.Split(targets, ",")
-	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > 1000 || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 {
-		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms must be positive and -catchup-page in 1..1000")
+	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > 1000 || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 || o.Repeat <= 0 {
+		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms, -repeat must be positive and -catchup-page in 1..1000")
+	}
+	if so := o.Search; so.Rooms <= 0 || so.Subs <= 0 || so.Start <= 0 || so.Max < so.Start || so.Factor <= 1 || so.Bisect < 0 || so.P99 <= 0 || so.Duration <= 0 {
+		return fmt.Errorf("scenarios: -c-rooms, -c-subs, -c-start, -c-p99, -c-duration must be positive, -c-max >= -c-start, -c-factor > 1, -c-bisect >= 0")
 	}
 	return runScenarios(ctx, o, os.Stdout, os.Stderr)
 }
 
-// benchDatabase recreates the roomlog_bench database on the server named by
-// DATABASE_URL and returns its URL.
+// benchDatabase recreates append's database, roomlog_bench followed by
+// ROOMLOG_BENCH_DB_SUFFIX, on the server named by DATABASE_URL and
+// returns its URL.
 func benchDatabase(ctx context.Context) (string, error) {
-	return namedBenchDatabase(ctx, "roomlog_bench")
+	return namedBenchDatabase(ctx, "roomlog_bench"+benchDBSuffix())
 }
 
 // namedBenchDatabase recreates database name on the server named by
 // DATABASE_URL and returns its URL.
 func namedBenchDatabase(ctx context.Context, name string) (string, error) {
-	name += benchDBSuffix()
 	u, admin, err := benchServer()
 	if err != nil {
 		return "", err
@@ -171,7 +192,6 @@ func namedBenchDatabase(ctx context.Context, name string) (string, error) {
 
 // dropBenchDatabase drops database name, reporting failure on stderr.
 func dropBenchDatabase(ctx context.Context, name string) {
-	name += benchDBSuffix()
 	_, admin, err := benchServer()
 	if err == nil {
 		var conn *pgx.Conn
@@ -185,8 +205,9 @@ func dropBenchDatabase(ctx context.Context, name string) {
 	}
 }
 
-// benchDBSuffix returns ROOMLOG_BENCH_DB_SUFFIX, the suffix of the tool's
-// database names, with everything but ASCII letters, digits and _ removed.
+// benchDBSuffix returns ROOMLOG_BENCH_DB_SUFFIX, the suffix of append's
+// database name, with everything but ASCII letters, digits and _ removed.
+// The scenarios' per-target databases carry the pid instead.
 func benchDBSuffix() string {
 	return strings.Map(func(r rune) rune {
 		if r == '_' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') {

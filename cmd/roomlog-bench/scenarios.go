@@ -37,8 +37,13 @@ type scenarioOptions struct {
 	StormClients, StormRooms, StormEvents int
 	// Targets: any of roomlog, node, async.
 	Targets []string
-	// Only: run only these scenarios (a, b, d, e, f); empty for all.
+	// Only: run only these scenarios (a, b, c, d, e, f); empty for all.
 	Only string
+	// Search: scenario (c).
+	Search searchOptions
+	// Repeat: runs of every cell per target, interleaved across targets;
+	// the tables print medians.
+	Repeat int
 }
 
 func (o scenarioOptions) want(s string) bool { return o.Only == "" || strings.Contains(o.Only, s) }
@@ -56,17 +61,23 @@ func (o scenarioOptions) cells() []fanoutCell {
 	return cells
 }
 
-type targetResults struct {
-	name    string
-	fanout  map[string]fanoutResult
-	errs    map[string]error
-	catchUp *catchUpResult
-	cuErr   error
+// running is a target started for the interleaved scenarios.
+type running struct {
+	key  string
+	s    *server
+	drop func()
 }
 
-// runScenarios builds and starts each target in turn (roomlogd on a fresh
-// database, the Node peer, roomlogd with synchronous_commit off), runs the
-// cells against it, stops it, and prints one table with the ratios.
+// fanoutRun is one run of one cell on one target.
+type fanoutRun struct {
+	r   fanoutResult
+	err error
+}
+
+// runScenarios builds roomlogd, runs the scenarios on every target and
+// prints their tables: (a), (b), (c) and (e) with every target running side by
+// side (one at a time under load), each cell o.Repeat times in interleaved
+// order A B C A B C; then (d) and (f), which need freshly started servers.
 func runScenarios(ctx context.Context, o scenarioOptions, out, progress io.Writer) error {
 	root, err := moduleRoot(ctx)
 	if err != nil {
@@ -92,8 +103,8 @@ func runScenarios(ctx context.Context, o scenarioOptions, out, progress io.Write
 		fmt.Fprintf(progress, "RLIMIT_NOFILE %d (the servers inherit it)\n", nofile)
 	}
 	cells := o.cells()
-	if len(cells) > 0 || o.want("e") {
-		if err := runCellsAndCatchUp(ctx, o, cells, bin, root, out, progress); err != nil {
+	if len(cells) > 0 || o.want("c") || o.want("e") {
+		if err := runInterleaved(ctx, o, cells, bin, root, out, progress); err != nil {
 			return err
 		}
 	}
@@ -101,142 +112,227 @@ func runScenarios(ctx context.Context, o scenarioOptions, out, progress io.Write
 		printIdle(out, o, runIdleTargets(ctx, o, root, bin, tmp, progress), nofile)
 	}
 	if o.want("f") && ctx.Err() == nil && slices.Contains(o.Targets, "roomlog") {
-		r, err := runStormTarget(ctx, o, bin, progress)
-		printStorm(out, r, err)
+		var runs []stormRun
+		for rep := range o.Repeat {
+			if ctx.Err() != nil {
+				break
+			}
+			fmt.Fprintf(progress, "(f) run %d/%d\n", rep+1, o.Repeat)
+			r, err := runStormTarget(ctx, o, bin, root, progress)
+			runs = append(runs, stormRun{r, err})
+		}
+		printStorm(out, o, runs)
 	}
 	return ctx.Err()
 }
 
 // runStormTarget runs scenario (f) on a durable roomlogd with a fresh
 // database.
-func runStormTarget(ctx context.Context, o scenarioOptions, bin string, progress io.Writer) (stormResult, error) {
-	dbURL, err := namedBenchDatabase(ctx, serverDatabase)
+func runStormTarget(ctx context.Context, o scenarioOptions, bin, root string, progress io.Writer) (stormResult, error) {
+	s, drop, err := startTarget(ctx, "roomlog", bin, root, nil)
 	if err != nil {
 		return stormResult{}, err
 	}
-	defer dropBenchDatabase(context.WithoutCancel(ctx), serverDatabase)
-	s, err := startRoomlogd(ctx, bin, dbURL, false)
-	if err != nil {
-		return stormResult{}, err
-	}
+	defer drop()
 	fmt.Fprintf(progress, "(f) target %s at %s\n", s.name, s.base)
 	r, s, err := runStorm(ctx, s, o.StormClients, o.StormRooms, o.StormEvents, progress)
 	s.stop()
 	return r, err
 }
 
-// runCellsAndCatchUp runs scenarios (a), (b) and (e) on every target and
-// prints their table.
-func runCellsAndCatchUp(ctx context.Context, o scenarioOptions, cells []fanoutCell, bin, root string, out, progress io.Writer) error {
-	var err error
-	var results []targetResults
-	for _, t := range o.Targets {
-		var s *server
-		switch t {
-		case "roomlog", "async":
-			dbURL, err := namedBenchDatabase(ctx, serverDatabase)
-			if err != nil {
-				return err
-			}
-			defer dropBenchDatabase(context.WithoutCancel(ctx), serverDatabase)
-			s, err = startRoomlogd(ctx, bin, dbURL, t == "async")
-			if err != nil {
-				return err
-			}
-		case "node":
-			s, err = startPeer(ctx, root)
-			if err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("unknown target %q (have roomlog, node, async)", t)
+// runInterleaved starts every target, runs the fan-out cells, (c) and (e)
+// on them in interleaved order, stops them and prints the tables.
+func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, bin, root string, out, progress io.Writer) error {
+	var targets []running
+	defer func() {
+		for _, t := range targets {
+			t.s.stop()
+			t.drop()
 		}
+	}()
+	for _, key := range o.Targets {
+		s, drop, err := startTarget(ctx, key, bin, root, nil)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", key, err)
+		}
+		targets = append(targets, running{key: key, s: s, drop: drop})
 		fmt.Fprintf(progress, "target %s at %s\n", s.name, s.base)
-		tr := targetResults{name: s.name, fanout: map[string]fanoutResult{}, errs: map[string]error{}}
-		for _, c := range cells {
-			if ctx.Err() != nil {
-				break
-			}
-			r, err := runFanout(ctx, s, c, progress)
-			if err != nil {
-				tr.errs[c.Name] = err
-				fmt.Fprintf(progress, "  %s: %s: %v\n", s.name, c.Name, err)
-				continue
-			}
-			tr.fanout[c.Name] = r
-			fmt.Fprintf(progress, "  %s: %s: p50 %s p99 %s loss %.2f%%\n", s.name, c.Name, ms(r.deliver.Quantile(0.5)), ms(r.deliver.Quantile(0.99)), r.lossPct())
-		}
-		if o.want("e") && t != "node" && ctx.Err() == nil {
-			r, err := runCatchUp(ctx, s, o.CatchUpEvents, o.CatchUpPage, o.CatchUpReps)
-			tr.catchUp, tr.cuErr = &r, err
-		}
-		s.stop()
-		results = append(results, tr)
 	}
-	printScenarios(out, o, cells, results)
+	watch, err := openXactWatch(ctx)
+	if err != nil {
+		fmt.Fprintf(progress, "not watching the cluster's transactions: %v\n", err)
+	}
+	defer watch.Close(context.WithoutCancel(ctx))
+	// runs[cell][target] holds that target's runs of that cell.
+	runs := make([][][]fanoutRun, len(cells))
+	for ci, c := range cells {
+		runs[ci] = make([][]fanoutRun, len(targets))
+		for rep := range o.Repeat {
+			for ti, t := range targets {
+				if ctx.Err() != nil {
+					break
+				}
+				r, err := runFanout(ctx, t.s, c, watch, progress)
+				runs[ci][ti] = append(runs[ci][ti], fanoutRun{r: r, err: err})
+				if err != nil {
+					fmt.Fprintf(progress, "  %s: %s run %d/%d: %v\n", t.s.name, c.Name, rep+1, o.Repeat, err)
+					continue
+				}
+				fmt.Fprintf(progress, "  %s: %s run %d/%d: p50 %s p99 %s loss %.2f%%\n", t.s.name, c.Name, rep+1, o.Repeat, ms(r.deliver.Quantile(0.5)), ms(r.deliver.Quantile(0.99)), r.lossPct())
+			}
+		}
+	}
+	var searches [][]searchResult
+	if o.want("c") && ctx.Err() == nil {
+		searches = runSearches(ctx, o, targets, watch, progress)
+	}
+	var cu []catchUpTarget
+	if o.want("e") && ctx.Err() == nil {
+		cu = runCatchUps(ctx, o, targets, root, watch, progress)
+	}
+	printScenarios(out, o, cells, targets, runs)
+	if o.want("c") {
+		printSearch(out, o, targets, searches)
+	}
+	if o.want("e") {
+		printCatchUp(out, o, cu)
+	}
 	return nil
 }
 
-// serverDatabase is the temporary database of the roomlogd the tool
-// starts, on DATABASE_URL's server; each target gets it fresh.
-const serverDatabase = "roomlog_bench_srv"
+// fanoutSummary is one cell on one target over its runs: medians, except
+// loss and the oldest cluster transaction (the worst run) and publish
+// errors (the sum).
+type fanoutSummary struct {
+	ok, failed           int
+	runErr, pubErr       error // first run error, first publish error
+	pubRate, deliverRate float64
+	p50, p99, p999, max  time.Duration
+	ackP99, connect      time.Duration
+	lossPct              float64
+	oldestXact           time.Duration
+	pubErrs              int64
+	p99s                 []time.Duration // each successful run's p99
+}
 
-func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, results []targetResults) {
-	host, _ := os.Hostname()
-	fmt.Fprintf(out, "\n# roomlog Socket.IO scenarios (%s)\n", time.Now().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(out, "machine: %s, %d CPUs, %s/%s, %s; load generator, servers and PostgreSQL share the CPUs (no pinning)\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
-	fmt.Fprintf(out, "each cell: %v warmup + %v measured, open loop, latency from the scheduled send time to receipt by each subscriber (log-bucket histogram, ~3%% precision);\n", o.Warmup, o.Duration)
-	fmt.Fprintf(out, "publishes through roomlog's REST API (durable: acknowledged after COMMIT) or the Node peer's POST /publish; ~200-byte payload; loss = expected deliveries not received within 5 s after the last publish\n\n")
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "scenario\ttarget\tpub/s\tdeliveries/s\tp50\tp99\tp99.9\tmax\tpub ack p99\tloss\tpub errors\tconnect\tvs node p50/p99\t\n")
-	var node *targetResults
-	for i := range results {
-		if results[i].name == "node socket.io" {
-			node = &results[i]
+func summarize(runs []fanoutRun, measured time.Duration) fanoutSummary {
+	var s fanoutSummary
+	var pub, del []float64
+	var p50, p99, p999, mx, ack, conn []time.Duration
+	for _, r := range runs {
+		if r.err != nil {
+			s.failed++
+			if s.runErr == nil {
+				s.runErr = r.err
+			}
+			continue
+		}
+		s.ok++
+		res := r.r
+		pub = append(pub, float64(res.published)/measured.Seconds())
+		del = append(del, float64(res.received)/measured.Seconds())
+		p50 = append(p50, res.deliver.Quantile(0.5))
+		p99 = append(p99, res.deliver.Quantile(0.99))
+		p999 = append(p999, res.deliver.Quantile(0.999))
+		mx = append(mx, res.deliver.Max())
+		ack = append(ack, res.ack.Quantile(0.99))
+		conn = append(conn, res.connectTook)
+		s.lossPct = max(s.lossPct, res.lossPct())
+		s.oldestXact = max(s.oldestXact, res.oldestXact.age)
+		s.pubErrs += res.pubErrs
+		if s.pubErr == nil {
+			s.pubErr = res.firstErr
 		}
 	}
-	for _, c := range cells {
-		for _, tr := range results {
-			if err, ok := tr.errs[c.Name]; ok {
-				fmt.Fprintf(tw, "%s\t%s\tfailed: %v\t\t\t\t\t\t\t\t\t\t\t\n", c.Name, tr.name, err)
-				continue
-			}
-			r, ok := tr.fanout[c.Name]
-			if !ok {
-				continue
-			}
-			secs := o.Duration.Seconds()
-			ratio := ""
-			if node != nil && tr.name != node.name {
-				if nr, ok := node.fanout[c.Name]; ok && nr.deliver.Count() > 0 {
-					ratio = fmt.Sprintf("%.1fx / %.1fx", ratioOf(r.deliver.Quantile(0.5), nr.deliver.Quantile(0.5)), ratioOf(r.deliver.Quantile(0.99), nr.deliver.Quantile(0.99)))
+	s.pubRate, s.deliverRate = median(pub), median(del)
+	s.p50, s.p99, s.p999, s.max = median(p50), median(p99), median(p999), median(mx)
+	s.ackP99, s.connect = median(ack), median(conn)
+	s.p99s = p99
+	return s
+}
+
+// number is what median takes.
+type number interface {
+	~int | ~int64 | ~float64
+}
+
+// median is the median of xs (the mean of the middle two for an even
+// count), zero for none.
+func median[T number](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// runsNote says how figures over repeated runs are reduced.
+func runsNote(repeat int) string {
+	if repeat <= 1 {
+		return "one run per target"
+	}
+	return fmt.Sprintf("%d runs per target in interleaved order (A B C A B C ...), medians", repeat)
+}
+
+func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, targets []running, runs [][][]fanoutRun) {
+	host, _ := os.Hostname()
+	fmt.Fprintf(out, "\n# roomlog Socket.IO scenarios (%s)\n", time.Now().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(out, "machine: %s, %d CPUs, %s/%s, %s; load generator, servers and PostgreSQL share the CPUs (no pinning); all targets run side by side, one under load at a time\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	if len(cells) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "each cell: %v warmup + %v measured, open loop, latency from the scheduled send time to receipt by each subscriber (log-bucket histogram, ~3%% precision); %s (loss: the worst run; pub errors: the sum);\n", o.Warmup, o.Duration, runsNote(o.Repeat))
+	fmt.Fprintf(out, "publishes through roomlog's REST API (durable: acknowledged after COMMIT) or the Node peer's POST /publish; ~200-byte payload; loss = expected deliveries not received before 5 s pass with none arriving (at most %v after the last publish);\n", defaultDrainLimit)
+	fmt.Fprintf(out, "oldest xact: the oldest transaction holding an xid anywhere on the PostgreSQL cluster while measuring (worst run; sampled every 100 ms): it holds back the xmin horizon roomlog's tail waits for\n\n")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	hdr := "scenario\ttarget\tpub/s\tdeliveries/s\tp50\tp99\tp99.9\tmax\tpub ack p99\tloss\tpub errors\tconnect\toldest xact\tvs node p50/p99\t"
+	if o.Repeat > 1 {
+		hdr += "p99 of each run\t"
+	}
+	fmt.Fprintln(tw, hdr)
+	node := slices.IndexFunc(targets, func(t running) bool { return t.key == "node" })
+	for ci, c := range cells {
+		sums := make([]fanoutSummary, len(targets))
+		for ti := range targets {
+			sums[ti] = summarize(runs[ci][ti], o.Duration)
+		}
+		for ti, t := range targets {
+			r := sums[ti]
+			if r.ok == 0 {
+				if r.runErr != nil {
+					fmt.Fprintf(tw, "%s\t%s\tfailed: %v\t\n", c.Name, t.s.name, r.runErr)
 				}
+				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t\n", c.Name, tr.name,
-				float64(r.published)/secs, float64(r.received)/secs,
-				ms(r.deliver.Quantile(0.5)), ms(r.deliver.Quantile(0.99)), ms(r.deliver.Quantile(0.999)), ms(r.deliver.Max()),
-				ms(r.ack.Quantile(0.99)), r.lossPct(), r.pubErrs, r.connectTook.Round(time.Millisecond), ratio)
-			if r.firstErr != nil {
-				fmt.Fprintf(tw, "\t\tfirst publish error: %v\t\t\t\t\t\t\t\t\t\t\t\n", r.firstErr)
+			ratio := ""
+			if node >= 0 && ti != node && sums[node].ok > 0 {
+				ratio = fmt.Sprintf("%.1fx / %.1fx", ratioOf(r.p50, sums[node].p50), ratioOf(r.p99, sums[node].p99))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t%s\t", c.Name, t.s.name,
+				r.pubRate, r.deliverRate, ms(r.p50), ms(r.p99), ms(r.p999), ms(r.max),
+				ms(r.ackP99), r.lossPct, r.pubErrs, r.connect.Round(time.Millisecond), ms(r.oldestXact), ratio)
+			if o.Repeat > 1 {
+				each := make([]string, len(r.p99s))
+				for k, d := range r.p99s {
+					each[k] = ms(d)
+				}
+				fmt.Fprintf(tw, "%s\t", strings.Join(each, " "))
+			}
+			fmt.Fprintln(tw)
+			if r.failed > 0 {
+				fmt.Fprintf(tw, "\t\t%d of %d runs failed: %v\t\n", r.failed, r.failed+r.ok, r.runErr)
+			}
+			if r.pubErr != nil {
+				fmt.Fprintf(tw, "\t\tfirst publish error: %v\t\n", r.pubErr)
 			}
 		}
 	}
 	_ = tw.Flush()
-	if o.want("e") {
-		fmt.Fprintf(out, "\n(e) catch-up of %d missed events of one room via REST pages of %d (GET /api/v1/rooms/{room}/events?after=&limit=), %d runs:\n", o.CatchUpEvents, o.CatchUpPage, o.CatchUpReps)
-		for _, tr := range results {
-			switch {
-			case tr.cuErr != nil:
-				fmt.Fprintf(out, "  %s: failed: %v\n", tr.name, tr.cuErr)
-			case tr.catchUp != nil && len(tr.catchUp.runs) > 0:
-				runs := slices.Clone(tr.catchUp.runs)
-				slices.Sort(runs)
-				fmt.Fprintf(out, "  %s: %d events in %d pages: median %s, min %s, max %s\n", tr.name, tr.catchUp.events, tr.catchUp.pages, ms(runs[len(runs)/2]), ms(runs[0]), ms(runs[len(runs)-1]))
-			case tr.name == "node socket.io":
-				fmt.Fprintf(out, "  %s: n/a (no persistence: a client that was away has nothing to catch up from)\n", tr.name)
-			}
-		}
-	}
 }
 
 func ratioOf(a, b time.Duration) float64 {

@@ -37,6 +37,9 @@ type server struct {
 	// publish posts one event with payload p to room; roomlogd through
 	// its REST publish API, the peer through POST /publish.
 	publish func(ctx context.Context, c *http.Client, room string, p []byte) error
+	// publishBatch posts events with payloads ps (at most 1000) to room
+	// in one request, delivered in this order.
+	publishBatch func(ctx context.Context, c *http.Client, room string, ps [][]byte) error
 	// token mints a socket token for user ("" for the peer: no auth).
 	token func(user string) string
 	// bearer is what catch-up reads send (roomlogd only).
@@ -159,6 +162,21 @@ func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, ad
 		body = append(body, '}')
 		return post(ctx, c, s.base+"/api/v1/events", "Bearer "+key, body)
 	}
+	s.publishBatch = func(ctx context.Context, c *http.Client, room string, ps [][]byte) error {
+		body := []byte(`{"events":[`)
+		for i, p := range ps {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, `{"event":"x-bench","room":`...)
+			body, _ = appendJSONString(body, room)
+			body = append(body, `,"payload":`...)
+			body = append(body, p...)
+			body = append(body, '}')
+		}
+		body = append(body, "]}"...)
+		return post(ctx, c, s.base+"/api/v1/events", "Bearer "+key, body)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -169,11 +187,12 @@ func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, ad
 	return s, nil
 }
 
-// startPeer starts test/js/bench/peer.js and reads its port.
-// nodeArgs go before the script (e.g. --expose-gc).
-func startPeer(ctx context.Context, root string, nodeArgs ...string) (*server, error) {
+// startPeer starts test/js/bench/peer.js and reads its port. env is
+// added to the environment (e.g. ROOMLOG_PEER_RECOVERY=1); nodeArgs go
+// before the script (e.g. --expose-gc).
+func startPeer(ctx context.Context, root string, env []string, nodeArgs ...string) (*server, error) {
 	cmd := exec.Command("node", append(slices.Clone(nodeArgs), filepath.Join(root, "test", "js", "bench", "peer.js"))...)
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), env...)
 	logs := &lockedBuffer{}
 	cmd.Stderr = logs
 	out, err := cmd.StdoutPipe()
@@ -210,7 +229,61 @@ func startPeer(ctx context.Context, root string, nodeArgs ...string) (*server, e
 	s.publish = func(ctx context.Context, c *http.Client, room string, p []byte) error {
 		return post(ctx, c, s.base+"/publish?event=x-bench&room="+url.QueryEscape(room), "", p)
 	}
+	s.publishBatch = func(ctx context.Context, c *http.Client, room string, ps [][]byte) error {
+		body := append([]byte("["), bytes.Join(ps, []byte(","))...)
+		body = append(body, ']')
+		return post(ctx, c, s.base+"/publish?batch=1&event=x-bench&room="+url.QueryEscape(room), "", body)
+	}
 	return s, nil
+}
+
+// serverDatabase prefixes the temporary databases of the roomlogds the
+// tool starts, on DATABASE_URL's server.
+const serverDatabase = "roomlog_bench_srv"
+
+// targetName is how the tables name target key.
+func targetName(key string) string {
+	switch key {
+	case "node":
+		return "node socket.io"
+	case "async":
+		return "roomlog sync_commit=off"
+	}
+	return key
+}
+
+// startTarget starts target key: roomlog (durable roomlogd), async
+// (roomlogd with synchronous_commit off) or node (the peer, started with
+// nodeArgs). env ("NAME=value", e.g. ROOMLOG_PPROF_ADDR) is added to the
+// server's environment, whichever it is. A roomlogd gets a fresh database
+// of its own, named after the target and this process so that targets
+// running side by side, and another engineer's bench on the same server,
+// never share one; drop drops it (a no-op for the peer). Call drop after
+// stopping the server.
+func startTarget(ctx context.Context, key, bin, root string, env []string, nodeArgs ...string) (s *server, drop func(), err error) {
+	switch key {
+	case "roomlog", "async":
+		db := fmt.Sprintf("%s_%s_%d", serverDatabase, key, os.Getpid())
+		dbURL, err := namedBenchDatabase(ctx, db)
+		if err != nil {
+			return nil, nil, err
+		}
+		drop := func() { dropBenchDatabase(context.WithoutCancel(ctx), db) }
+		s, err := startRoomlogd(ctx, bin, dbURL, key == "async", env...)
+		if err != nil {
+			drop()
+			return nil, nil, err
+		}
+		return s, drop, nil
+	case "node":
+		s, err := startPeer(ctx, root, env, nodeArgs...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() {}, nil
+	default:
+		return nil, nil, fmt.Errorf("unknown target %q (have roomlog, node, async)", key)
+	}
 }
 
 // stop asks the server to shut down (SIGTERM) and kills it after 15 s.

@@ -1,150 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
-
-// stormClient is a Socket.IO client that does what socket.io-client does
-// for connection state recovery: it keeps the pid of the CONNECT ack and
-// the last string argument of every event (the offset, session-offset
-// included) and sends {token, pid, offset} when it reconnects.
-type stormClient struct {
-	token, room string
-	wmu         sync.Mutex // one writer at a time (pongs, subscribe)
-	ws          *websocket.Conn
-	acks        chan []byte
-	done        chan struct{} // closed when the reader ends
-
-	mu          sync.Mutex
-	pid, offset string
-	events      atomic.Int64 // x-bench events received
-}
-
-func (c *stormClient) write(msg []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.ws.WriteMessage(websocket.TextMessage, msg)
-}
-
-// connect opens a connection with auth and returns the pid of the CONNECT
-// ack; then a reader keeps the offset and answers pings.
-func (c *stormClient) connect(ctx context.Context, base string, auth map[string]string) (string, error) {
-	u := "ws" + strings.TrimPrefix(base, "http") + "/socket.io/?EIO=4&transport=websocket"
-	hdr := http.Header{}
-	hdr.Set("Origin", benchOrigin)
-	ws, _, err := sioDialer.DialContext(ctx, u, hdr)
-	if err != nil {
-		return "", fmt.Errorf("dial: %w", err)
-	}
-	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-	_, msg, err := ws.ReadMessage()
-	if err != nil || len(msg) == 0 || msg[0] != '0' {
-		ws.Close()
-		return "", fmt.Errorf("engine.io open: %q %v", msg, err)
-	}
-	a, _ := json.Marshal(auth)
-	if err := ws.WriteMessage(websocket.TextMessage, append([]byte("40"), a...)); err != nil {
-		ws.Close()
-		return "", err
-	}
-	for {
-		_, msg, err := ws.ReadMessage()
-		if err != nil {
-			ws.Close()
-			return "", fmt.Errorf("connect: %w", err)
-		}
-		switch {
-		case len(msg) == 1 && msg[0] == '2':
-			_ = ws.WriteMessage(websocket.TextMessage, []byte("3"))
-		case bytes.HasPrefix(msg, []byte("44")):
-			ws.Close()
-			return "", fmt.Errorf("connect_error: %s", msg[2:])
-		case bytes.HasPrefix(msg, []byte("40")):
-			var ack struct{ Sid, Pid string }
-			_ = json.Unmarshal(msg[2:], &ack)
-			_ = ws.SetReadDeadline(time.Time{})
-			acks, done := make(chan []byte, 4), make(chan struct{})
-			c.wmu.Lock()
-			c.ws, c.acks, c.done = ws, acks, done
-			c.wmu.Unlock()
-			go c.read(ws, acks, done)
-			return ack.Pid, nil
-		}
-	}
-}
-
-func (c *stormClient) read(ws *websocket.Conn, acks chan<- []byte, done chan struct{}) {
-	defer close(done)
-	prefix := []byte(`42["x-bench",`)
-	for {
-		_, msg, err := ws.ReadMessage()
-		if err != nil {
-			return
-		}
-		switch {
-		case len(msg) == 1 && msg[0] == '2':
-			c.wmu.Lock()
-			_ = ws.WriteMessage(websocket.TextMessage, []byte("3"))
-			c.wmu.Unlock()
-		case bytes.HasPrefix(msg, []byte("43")):
-			select {
-			case acks <- msg:
-			default:
-			}
-		case bytes.HasPrefix(msg, []byte("42[")):
-			var args []json.RawMessage
-			if json.Unmarshal(msg[2:], &args) != nil || len(args) < 2 {
-				continue
-			}
-			var off string
-			if json.Unmarshal(args[len(args)-1], &off) == nil {
-				c.mu.Lock()
-				c.offset = off
-				c.mu.Unlock()
-			}
-			if bytes.HasPrefix(msg, prefix) {
-				c.events.Add(1)
-			}
-		}
-	}
-}
-
-func (c *stormClient) subscribe() error {
-	b, _ := json.Marshal([]any{"subscribe", map[string]string{"room": c.room}})
-	if err := c.write(append([]byte("421"), b...)); err != nil {
-		return err
-	}
-	select {
-	case msg := <-c.acks:
-		if !bytes.Contains(msg, []byte(`"ok":true`)) {
-			return fmt.Errorf("subscribe %s refused: %s", c.room, msg)
-		}
-		return nil
-	case <-c.done:
-		return fmt.Errorf("subscribe %s: connection closed", c.room)
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("subscribe %s: no ack in 30s", c.room)
-	}
-}
-
-func (c *stormClient) state() (pid, offset string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pid, c.offset
-}
 
 // stormResult is scenario (f).
 type stormResult struct {
@@ -170,9 +36,9 @@ type stormResult struct {
 // subscriptions deliver live.
 func runStorm(ctx context.Context, s *server, n, rooms, events int, progress io.Writer) (stormResult, *server, error) {
 	res := stormResult{clients: n, rooms: rooms}
-	cs := make([]*stormClient, n)
+	cs := make([]*recoveryClient, n)
 	for i := range cs {
-		cs[i] = &stormClient{token: s.token(fmt.Sprintf("bench%d", i)), room: benchRoom(i % rooms)}
+		cs[i] = &recoveryClient{token: s.token(fmt.Sprintf("bench%d", i)), room: benchRoom(i % rooms)}
 	}
 	closeAll := func() {
 		for _, c := range cs {
@@ -184,33 +50,19 @@ func runStorm(ctx context.Context, s *server, n, rooms, events int, progress io.
 	defer closeAll()
 
 	t0 := time.Now()
-	var connErr atomic.Pointer[error]
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for _, c := range cs {
-		if connErr.Load() != nil || ctx.Err() != nil {
-			break
+	err := connectAll(ctx, n, func(i int) error {
+		c := cs[i]
+		pid, err := c.connect(ctx, s.base, map[string]string{"token": c.token})
+		if err != nil {
+			return err
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			pid, err := c.connect(ctx, s.base, map[string]string{"token": c.token})
-			if err == nil {
-				c.mu.Lock()
-				c.pid = pid
-				c.mu.Unlock()
-				err = c.subscribe()
-			}
-			if err != nil {
-				connErr.CompareAndSwap(nil, &err)
-			}
-		}()
-	}
-	wg.Wait()
-	if p := connErr.Load(); p != nil {
-		return res, s, *p
+		c.mu.Lock()
+		c.pid = pid
+		c.mu.Unlock()
+		return c.subscribe()
+	})
+	if err != nil {
+		return res, s, err
 	}
 	res.connectTook = time.Since(t0)
 	fmt.Fprintf(progress, "  (f) %d clients connected and subscribed to %d rooms in %v\n", n, rooms, res.connectTook.Round(time.Millisecond))
@@ -296,6 +148,7 @@ func runStorm(ctx context.Context, s *server, n, rooms, events int, progress io.
 	}
 	outs := make([]outcome, n)
 	deadline := start.Add(60 * time.Second)
+	var wg sync.WaitGroup
 	for i, c := range cs {
 		wg.Add(1)
 		go func() {
@@ -385,26 +238,48 @@ func (r stormResult) stormQuantile(q float64) (time.Duration, bool) {
 	return r.times[k-1], true
 }
 
-func printStorm(out io.Writer, r stormResult, err error) {
-	fmt.Fprintf(out, "\n(f) reconnect storm: %d clients in %d rooms, %d events published and delivered, roomlogd SIGKILLed and restarted on the same database and port, nothing published while down; clients reconnect with 0-1 s uniform jitter sending {token, pid, offset}; times from the restarted server's readiness, jitter included:\n", r.clients, r.rooms, r.published)
-	if err != nil {
-		fmt.Fprintf(out, "  roomlog: failed: %v\n", err)
-	}
-	if r.recovered+r.unrecovered+r.failed == 0 {
-		fmt.Fprintf(out, "  node socket.io: n/a (no durable recovery: its in-memory recovery does not survive a restart)\n")
-		return
-	}
-	fmt.Fprintf(out, "  roomlog: initial connect+subscribe %v; delivered before the crash %d/%d; SIGKILL -> ready %v\n", r.connectTook.Round(time.Millisecond), r.delivered, r.expected, r.downtime.Round(time.Millisecond))
-	q := func(f float64) string {
-		if d, ok := r.stormQuantile(f); ok {
-			return d.Round(time.Millisecond).String()
+// stormRun is one run of scenario (f).
+type stormRun struct {
+	r   stormResult
+	err error
+}
+
+func printStorm(out io.Writer, o scenarioOptions, runs []stormRun) {
+	fmt.Fprintf(out, "\n(f) reconnect storm: %d clients in %d rooms, %d events published and delivered, roomlogd SIGKILLed and restarted on the same database and port, nothing published while down; clients reconnect with 0-1 s uniform jitter sending {token, pid, offset}; times from the restarted server's readiness, jitter included; %s:\n", o.StormClients, o.StormRooms, o.StormEvents, runsNote(o.Repeat))
+	var q50, q99, q100 []time.Duration
+	for k, run := range runs {
+		r, name := run.r, "roomlog"
+		if len(runs) > 1 {
+			name = fmt.Sprintf("roomlog run %d", k+1)
 		}
-		return "not reached"
+		if run.err != nil {
+			fmt.Fprintf(out, "  %s: failed: %v\n", name, run.err)
+		}
+		if r.recovered+r.unrecovered+r.failed == 0 {
+			continue
+		}
+		fmt.Fprintf(out, "  %s: initial connect+subscribe %v; delivered before the crash %d/%d; SIGKILL -> ready %v\n", name, r.connectTook.Round(time.Millisecond), r.delivered, r.expected, r.downtime.Round(time.Millisecond))
+		q := func(f float64, acc *[]time.Duration) string {
+			if d, ok := r.stormQuantile(f); ok {
+				*acc = append(*acc, d)
+				return d.Round(time.Millisecond).String()
+			}
+			return "not reached"
+		}
+		fmt.Fprintf(out, "  %s: recovered=true %d/%d (recovered=false %d, failed %d): 50%% by %s, 99%% by %s, 100%% by %s; events replayed %d (none were missed); live event after restart reached %d/%d\n",
+			name, r.recovered, r.clients, r.unrecovered, r.failed, q(0.5, &q50), q(0.99, &q99), q(1, &q100), r.replayed, r.liveOK, r.clients)
+		if r.firstErr != nil {
+			fmt.Fprintf(out, "    first reconnect error: %v\n", r.firstErr)
+		}
 	}
-	fmt.Fprintf(out, "  roomlog: recovered=true %d/%d (recovered=false %d, failed %d): 50%% by %s, 99%% by %s, 100%% by %s; events replayed %d (none were missed); live event after restart reached %d/%d\n",
-		r.recovered, r.clients, r.unrecovered, r.failed, q(0.5), q(0.99), q(1), r.replayed, r.liveOK, r.clients)
-	if r.firstErr != nil {
-		fmt.Fprintf(out, "    first reconnect error: %v\n", r.firstErr)
+	if len(runs) > 1 {
+		f := func(ds []time.Duration) string {
+			if len(ds) < len(runs) {
+				return fmt.Sprintf("reached in %d of %d runs", len(ds), len(runs))
+			}
+			return median(ds).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(out, "  => roomlog: median 50%% by %s, 99%% by %s, 100%% by %s\n", f(q50), f(q99), f(q100))
 	}
 	fmt.Fprintf(out, "  node socket.io: n/a (no durable recovery: its in-memory recovery does not survive a restart)\n")
 }
