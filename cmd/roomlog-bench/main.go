@@ -34,8 +34,8 @@
 //	roomlog-bench all
 //
 // It uses DATABASE_URL (default: the local server) and works in its own
-// databases, roomlog_bench and roomlog_bench_srv, which it drops and
-// recreates. Everything listens on 127.0.0.1 only. Node.js must be on PATH
+// databases, roomlog_bench_<pid> and roomlog_bench_srv_<pid>, which it
+// creates and drops when done. Everything listens on 127.0.0.1 only. Node.js must be on PATH
 // and ROOMLOG_NODE_MODULES (or test/js/node_modules) must hold socket.io;
 // `make bench` sets that up.
 package main
@@ -104,6 +104,7 @@ func runAppendCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer dropBenchDatabase(context.WithoutCancel(ctx), appendDatabase)
 	return runAppend(ctx, dbURL, o, os.Stdout, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
@@ -144,10 +145,15 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	return runScenarios(ctx, o, os.Stdout, os.Stderr)
 }
 
-// benchDatabase recreates the roomlog_bench database on the server named by
+// appendDatabase is the append benchmark's database. The process id keeps
+// concurrent bench runs on one server (several engineers on one machine)
+// from dropping each other's database.
+var appendDatabase = fmt.Sprintf("roomlog_bench_%d", os.Getpid())
+
+// benchDatabase recreates appendDatabase on the server named by
 // DATABASE_URL and returns its URL.
 func benchDatabase(ctx context.Context) (string, error) {
-	return namedBenchDatabase(ctx, "roomlog_bench")
+	return namedBenchDatabase(ctx, appendDatabase)
 }
 
 // namedBenchDatabase recreates database name on the server named by

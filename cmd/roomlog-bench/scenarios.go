@@ -171,8 +171,10 @@ func runCellsAndCatchUp(ctx context.Context, o scenarioOptions, cells []fanoutCe
 }
 
 // serverDatabase is the temporary database of the roomlogd the tool
-// starts, on DATABASE_URL's server; each target gets it fresh.
-const serverDatabase = "roomlog_bench_srv"
+// starts, on DATABASE_URL's server; each target gets it fresh. The process
+// id keeps two bench runs sharing one server (several engineers on one
+// machine) from dropping each other's database.
+var serverDatabase = fmt.Sprintf("roomlog_bench_srv_%d", os.Getpid())
 
 func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, results []targetResults) {
 	host, _ := os.Hostname()
