@@ -1,15 +1,17 @@
 package eventstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/roomlog/roomlog/domain"
 )
@@ -50,6 +52,26 @@ func scanDelivery(row pgx.Row) (domain.Delivery, error) {
 	return d, nil
 }
 
+// parseUint parses the decimal digits of b, without the string conversion
+// strconv would need.
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
 func clampLimit(limit int) int {
 	if limit <= 0 || limit > MaxReadLimit {
 		return MaxReadLimit
@@ -81,6 +103,11 @@ func (s *Store) ReadRoom(ctx context.Context, room domain.Room, after int64, lim
 // ReadRooms reads many rooms, each after its own cursor, in one database
 // round trip and one snapshot: heads and events agree. limit applies per
 // room. Pages come back sorted by room name.
+//
+// Catch-up reads whole pages of ~1,000 rows per request, so the scan is
+// written to allocate per page, not per row: columns are scanned as driver
+// bytes, payloads are copied into shared chunks, event ids into one string,
+// and type and producer names are interned.
 func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int) ([]Page, error) {
 	limit = clampLimit(limit)
 	rooms := make([]string, 0, len(cursors))
@@ -89,56 +116,149 @@ func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, li
 		rooms = append(rooms, string(r))
 		afters = append(afters, max(a, 0))
 	}
+	// No ORDER BY: each room's rows come out of the index on (room, seq)
+	// in seq order already, and sorting them in the server cost more than
+	// checking (and, should a plan ever differ, sorting) them here.
 	rows, err := s.pool.Query(ctx, `
-		SELECT c.room, coalesce(h.seq, 0), `+deliveryColumns+`
-		FROM unnest($1::text[], $2::int8[]) AS c(room, after)
+		SELECT c.ord, coalesce(h.seq, 0), e.id, e.txid::text, e.event_id::text, e.seq, e.type, e.payload, e.producer, e.created_at
+		FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS c(room, after, ord)
 		LEFT JOIN room_heads h ON h.room = c.room
 		LEFT JOIN LATERAL (
 			SELECT * FROM events e
 			WHERE e.room = c.room AND e.seq > c.after AND e.seq <= h.seq
 			ORDER BY e.seq LIMIT $3
-		) e ON true
-		ORDER BY c.room, e.seq`, rooms, afters, limit+1)
+		) e ON true`, rooms, afters, limit+1)
 	if err != nil {
 		return nil, classify("read rooms", err)
 	}
 	defer rows.Close()
-	var pages []Page
+	pages := make([]Page, len(rooms))
+	seen := make([]bool, len(rooms))
+	var sc pageScanner
+	// Declared once, with the argument slice: scan targets escape to the
+	// heap, so declaring them in the loop would allocate on every row.
+	var (
+		ord, headSeq                       int64
+		id, seq                            pgtype.Int8
+		txid, evID, typ, payload, producer pgtype.DriverBytes
+		at                                 pgtype.Timestamptz
+	)
+	dest := []any{&ord, &headSeq, &id, &txid, &evID, &seq, &typ, &payload, &producer, &at}
 	for rows.Next() {
-		var room string
-		var headSeq int64
-		var id *int64
-		var txid, evID, evRoom, typ, producer *string
-		var seq *int64
-		var payload []byte
-		var at *time.Time
-		if err := rows.Scan(&room, &headSeq, &id, &txid, &evID, &evRoom, &seq, &typ, &payload, &producer, &at); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, classify("read rooms: scan", err)
 		}
-		if len(pages) == 0 || pages[len(pages)-1].Room != domain.Room(room) {
-			pages = append(pages, Page{Room: domain.Room(room), Head: headSeq})
+		i := int(ord) - 1
+		if i < 0 || i >= len(pages) {
+			return nil, fmt.Errorf("read rooms: row for cursor %d of %d", ord, len(pages))
 		}
-		p := &pages[len(pages)-1]
-		if id == nil {
-			continue
+		p := &pages[i]
+		if !seen[i] {
+			seen[i] = true
+			p.Room, p.Head = domain.Room(rooms[i]), headSeq
+			// The rows to expect: as many as the head is ahead of the
+			// cursor, one more to tell whether there are more, at most.
+			p.Events = make([]domain.Delivery, 0, min(max(headSeq-afters[i], 0), int64(limit)+1))
 		}
-		if len(p.Events) == limit {
-			p.More = true
-			continue
+		if !id.Valid || !seq.Valid || !at.Valid {
+			continue // a room with nothing after its cursor
 		}
-		t, err := strconv.ParseUint(*txid, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("read rooms: parse txid: %w", err)
+		t, ok := parseUint(txid)
+		if !ok {
+			return nil, fmt.Errorf("read rooms: parse txid %q", txid)
 		}
+		sc.addID(evID, i, len(p.Events))
 		p.Events = append(p.Events, domain.Delivery{
-			Event: domain.Event{ID: *evID, Type: *typ, Payload: payload, Producer: *producer, OccurredAt: at.UTC()},
-			Room:  domain.Room(room), Seq: *seq, Position: domain.Position{Txid: t, ID: *id},
+			Event: domain.Event{
+				Type:       sc.intern(typ),
+				Payload:    sc.payload(payload),
+				Producer:   sc.intern(producer),
+				OccurredAt: at.Time.UTC(),
+			},
+			Room: p.Room, Seq: seq.Int64, Position: domain.Position{Txid: t, ID: id.Int64},
 		})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, classify("read rooms", err)
 	}
+	sc.setIDs(pages)
+	for i := range pages {
+		p := &pages[i]
+		if !seen[i] {
+			// Unreachable: the outer side of the joins yields every cursor.
+			return nil, fmt.Errorf("read rooms: no row for room %q", rooms[i])
+		}
+		less := func(a, b domain.Delivery) int { return cmp.Compare(a.Seq, b.Seq) }
+		if !slices.IsSortedFunc(p.Events, less) {
+			slices.SortFunc(p.Events, less)
+		}
+		if len(p.Events) > limit {
+			p.Events, p.More = p.Events[:limit:limit], true
+		}
+	}
+	slices.SortFunc(pages, func(a, b Page) int { return cmp.Compare(a.Room, b.Room) })
 	return pages, nil
+}
+
+// pageScanner holds the shared memory of one ReadRooms answer.
+type pageScanner struct {
+	// chunk is where payloads are copied; a full chunk is left to the
+	// payloads that point into it.
+	chunk []byte
+	// ids holds every row's event id, in row order, and refs where each
+	// ends and which event it belongs to.
+	ids  []byte
+	refs []idRef
+	// names interns type and producer names.
+	names map[string]string
+}
+
+// idRef places one event id of pageScanner.ids.
+type idRef struct{ end, page, event int }
+
+// payloadChunk is the size of the chunks payloads are copied into.
+const payloadChunk = 64 << 10
+
+// payload returns a copy of b that shares its memory with other payloads
+// but cannot grow into them.
+func (sc *pageScanner) payload(b []byte) []byte {
+	if len(b) > cap(sc.chunk)-len(sc.chunk) {
+		sc.chunk = make([]byte, 0, max(payloadChunk, len(b)))
+	}
+	start := len(sc.chunk)
+	sc.chunk = append(sc.chunk, b...)
+	return sc.chunk[start:len(sc.chunk):len(sc.chunk)]
+}
+
+// intern returns b as a string, allocating only the first time a name is
+// seen.
+func (sc *pageScanner) intern(b []byte) string {
+	if s, ok := sc.names[string(b)]; ok {
+		return s
+	}
+	if sc.names == nil {
+		sc.names = map[string]string{}
+	}
+	s := string(b)
+	sc.names[s] = s
+	return s
+}
+
+// addID records the event id of the row that is event ev of page pg.
+func (sc *pageScanner) addID(b []byte, pg, ev int) {
+	sc.ids = append(sc.ids, b...)
+	sc.refs = append(sc.refs, idRef{end: len(sc.ids), page: pg, event: ev})
+}
+
+// setIDs hands the recorded ids out to pages' events, as substrings of one
+// string.
+func (sc *pageScanner) setIDs(pages []Page) {
+	all := string(sc.ids)
+	start := 0
+	for _, r := range sc.refs {
+		pages[r.page].Events[r.event].ID = all[start:r.end]
+		start = r.end
+	}
 }
 
 // TailStart returns the position a new tail should start from to receive

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -412,6 +413,82 @@ func TestReadRooms(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v\nwant %v", got, want)
+	}
+}
+
+// TestReadRoomsDeliveries checks every field ReadRooms decodes against
+// ReadTail's independent scan of the same rows, across rooms, pages,
+// payloads larger than ReadRooms' payload chunks and event ids shared by
+// several rooms.
+func TestReadRoomsDeliveries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := eventstoretest.New(t)
+	s := newStore(t, pool, nil)
+	big := `{"big":"` + strings.Repeat("y", 100<<10) + `"}`
+	var reqs []eventstore.AppendRequest
+	for i := range 30 {
+		switch {
+		case i%10 == 3:
+			reqs = append(reqs, req("x-big", big, "user-1"))
+		case i%2 == 0:
+			reqs = append(reqs, req("x-a", fmt.Sprintf(`{"i":%d,"s":"é \"q\" \u2028"}`, i), "user-1", "chat-1"))
+		default:
+			reqs = append(reqs, req("x-b", fmt.Sprintf(`[%d, {"k": null}]`, i), "chat-1"))
+		}
+	}
+	if _, err := s.AppendBatch(ctx, reqs); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.ReadTail(ctx, domain.Position{}, eventstore.MaxReadLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[domain.Room][]domain.Delivery{}
+	for _, d := range all {
+		want[d.Room] = append(want[d.Room], d)
+	}
+	for _, limit := range []int{1, 7, 1000} {
+		got := map[domain.Room][]domain.Delivery{}
+		cursors := map[domain.Room]int64{"user-1": 0, "chat-1": 0, "user-404": 0}
+		for len(cursors) > 0 {
+			pages, err := s.ReadRooms(ctx, cursors, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, p := range pages {
+				if i > 0 && pages[i-1].Room >= p.Room {
+					t.Fatalf("pages out of order: %s before %s", pages[i-1].Room, p.Room)
+				}
+				if len(p.Events) > limit {
+					t.Fatalf("%s: %d events, limit %d", p.Room, len(p.Events), limit)
+				}
+				got[p.Room] = append(got[p.Room], p.Events...)
+				if !p.More {
+					delete(cursors, p.Room)
+					continue
+				}
+				cursors[p.Room] = p.Events[len(p.Events)-1].Seq
+			}
+		}
+		for room, ds := range want {
+			if len(got[room]) != len(ds) {
+				t.Fatalf("limit %d: %s: read %d events, want %d", limit, room, len(got[room]), len(ds))
+			}
+			for i, d := range ds {
+				g := got[room][i]
+				if g.ID != d.ID || g.Type != d.Type || string(g.Payload) != string(d.Payload) || g.Producer != d.Producer ||
+					!g.OccurredAt.Equal(d.OccurredAt) || g.OccurredAt.Location() != time.UTC || g.Room != d.Room || g.Seq != d.Seq || g.Position != d.Position {
+					t.Fatalf("limit %d: %s #%d:\n got %+v\nwant %+v", limit, room, i, g, d)
+				}
+				if cap(g.Payload) != len(g.Payload) {
+					t.Fatalf("limit %d: %s #%d: payload can grow into its neighbour (cap %d > len %d)", limit, room, i, cap(g.Payload), len(g.Payload))
+				}
+			}
+		}
+		if len(got["user-404"]) != 0 {
+			t.Fatalf("user-404: %v", got["user-404"])
+		}
 	}
 }
 
