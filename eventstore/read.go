@@ -216,14 +216,19 @@ type pageScanner struct {
 // idRef places one event id of pageScanner.ids.
 type idRef struct{ end, page, event int }
 
-// payloadChunk is the size of the chunks payloads are copied into.
-const payloadChunk = 64 << 10
+// Payloads are copied into chunks that start small (a replay of a few
+// events should not cost 64 KiB) and double up to maxPayloadChunk.
+const (
+	minPayloadChunk = 2 << 10
+	maxPayloadChunk = 64 << 10
+)
 
 // payload returns a copy of b that shares its memory with other payloads
 // but cannot grow into them.
 func (sc *pageScanner) payload(b []byte) []byte {
 	if len(b) > cap(sc.chunk)-len(sc.chunk) {
-		sc.chunk = make([]byte, 0, max(payloadChunk, len(b)))
+		size := min(max(2*cap(sc.chunk), minPayloadChunk), maxPayloadChunk)
+		sc.chunk = make([]byte, 0, max(size, len(b)))
 	}
 	start := len(sc.chunk)
 	sc.chunk = append(sc.chunk, b...)

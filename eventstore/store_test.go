@@ -418,8 +418,8 @@ func TestReadRooms(t *testing.T) {
 
 // TestReadRoomsDeliveries checks every field ReadRooms decodes against
 // ReadTail's independent scan of the same rows, across rooms, pages,
-// payloads larger than ReadRooms' payload chunks and event ids shared by
-// several rooms.
+// payloads larger than ReadRooms' largest payload chunk and event ids
+// shared by several rooms.
 func TestReadRoomsDeliveries(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

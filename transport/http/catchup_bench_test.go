@@ -18,7 +18,7 @@ import (
 // loopback connection to a client that reads (but does not decode) the
 // body.
 func BenchmarkCatchUpPage(b *testing.B) {
-	for _, n := range []int{1000} {
+	for _, n := range []int{1, 1000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			bundle := setup(b, &setupOptions{noMembership: true})
 			pad := strings.Repeat("x", 160)
