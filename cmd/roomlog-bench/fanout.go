@@ -198,7 +198,10 @@ func benchRoom(i int) string { return fmt.Sprintf("user-bench%d", i) }
 // one room through REST pages of Page events.
 type catchUpResult struct {
 	events, pages int
-	runs          []time.Duration
+	// runs are whole catch-ups; receive and decode split each into the
+	// time from sending each request to its answer's last byte, and the
+	// time the tool spends decoding the answers (encoding/json).
+	runs, receive, decode []time.Duration
 }
 
 // runCatchUp appends n events to one room through the REST publish API
@@ -226,13 +229,25 @@ func runCatchUp(ctx context.Context, s *server, n, page, reps int) (catchUpResul
 	}
 	for range reps {
 		t0 := time.Now()
+		var receive, decode time.Duration
 		after, got, pages := int64(0), 0, 0
 		for {
+			t1 := time.Now()
 			req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/api/v1/rooms/%s/events?after=%d&limit=%d", s.base, room, after, page), nil)
 			req.Header.Set("Authorization", "Bearer "+s.bearer)
 			resp, err := client.Do(req)
 			if err != nil {
 				return res, err
+			}
+			// Read, then decode (as json.Decoder does too: it buffers the
+			// whole value before decoding it), so that the two can be
+			// timed apart.
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			t2 := time.Now()
+			receive += t2.Sub(t1)
+			if err != nil || resp.StatusCode != 200 {
+				return res, fmt.Errorf("catch-up page after %d: %d %v", after, resp.StatusCode, err)
 			}
 			var p struct {
 				Events []struct {
@@ -240,10 +255,10 @@ func runCatchUp(ctx context.Context, s *server, n, page, reps int) (catchUpResul
 				} `json:"events"`
 				More bool `json:"more"`
 			}
-			err = json.NewDecoder(resp.Body).Decode(&p)
-			resp.Body.Close()
-			if err != nil || resp.StatusCode != 200 {
-				return res, fmt.Errorf("catch-up page after %d: %d %v", after, resp.StatusCode, err)
+			err = json.Unmarshal(body, &p)
+			decode += time.Since(t2)
+			if err != nil {
+				return res, fmt.Errorf("catch-up page after %d: %w", after, err)
 			}
 			pages++
 			got += len(p.Events)
@@ -259,6 +274,8 @@ func runCatchUp(ctx context.Context, s *server, n, page, reps int) (catchUpResul
 		}
 		res.events, res.pages = got, pages
 		res.runs = append(res.runs, time.Since(t0))
+		res.receive = append(res.receive, receive)
+		res.decode = append(res.decode, decode)
 	}
 	return res, nil
 }

@@ -224,14 +224,23 @@ func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, result
 			case tr.cuErr != nil:
 				fmt.Fprintf(out, "  %s: failed: %v\n", tr.name, tr.cuErr)
 			case tr.catchUp != nil && len(tr.catchUp.runs) > 0:
-				runs := slices.Clone(tr.catchUp.runs)
-				slices.Sort(runs)
-				fmt.Fprintf(out, "  %s: %d events in %d pages: median %s, min %s, max %s\n", tr.name, tr.catchUp.events, tr.catchUp.pages, ms(runs[len(runs)/2]), ms(runs[0]), ms(runs[len(runs)-1]))
+				cu := tr.catchUp
+				runs, recv, dec := sorted(cu.runs), sorted(cu.receive), sorted(cu.decode)
+				fmt.Fprintf(out, "  %s: %d events in %d pages: median %s, min %s, max %s\n", tr.name, cu.events, cu.pages, ms(runs[len(runs)/2]), ms(runs[0]), ms(runs[len(runs)-1]))
+				fmt.Fprintf(out, "    of which: request to last byte received median %s (min %s); the tool's own JSON decoding (encoding/json) median %s (min %s)\n",
+					ms(recv[len(recv)/2]), ms(recv[0]), ms(dec[len(dec)/2]), ms(dec[0]))
 			case tr.name == "node socket.io":
 				fmt.Fprintf(out, "  %s: n/a (no persistence: a client that was away has nothing to catch up from)\n", tr.name)
 			}
 		}
 	}
+}
+
+// sorted returns a sorted copy of ds.
+func sorted(ds []time.Duration) []time.Duration {
+	out := slices.Clone(ds)
+	slices.Sort(out)
+	return out
 }
 
 func ratioOf(a, b time.Duration) float64 {
