@@ -19,6 +19,21 @@ import (
 // MaxReadLimit caps one page of a read.
 const MaxReadLimit = 1000
 
+// MaxRoomReadLimit caps one room's page in ReadRoom and ReadRooms, which
+// catch-up reads in larger pages than other reads.
+const MaxRoomReadLimit = 10_000
+
+// ReadOptions bound a ReadRooms answer beyond its row limit.
+type ReadOptions struct {
+	// MaxBytes, if positive, bounds each page's payload bytes: a page ends
+	// once its payloads add up to MaxBytes or more (so they exceed it by
+	// less than one payload), and then has More set. A page always holds
+	// its first event, however large, so that a reader always advances.
+	// It bounds the memory and the answer; the rows past it, up to the
+	// limit, are still read from the database and dropped.
+	MaxBytes int
+}
+
 // Page is a slice of one room's events.
 type Page struct {
 	// Room is the room read.
@@ -93,7 +108,7 @@ func (s *Store) Head(ctx context.Context, room domain.Room) (int64, error) {
 // room's head. Because a room's rows commit in seq order, the answer is
 // always a gap-free prefix of what follows after.
 func (s *Store) ReadRoom(ctx context.Context, room domain.Room, after int64, limit int) (Page, error) {
-	pages, err := s.ReadRooms(ctx, map[domain.Room]int64{room: after}, limit)
+	pages, err := s.ReadRooms(ctx, map[domain.Room]int64{room: after}, limit, nil)
 	if err != nil {
 		return Page{}, err
 	}
@@ -102,38 +117,76 @@ func (s *Store) ReadRoom(ctx context.Context, room domain.Room, after int64, lim
 
 // ReadRooms reads many rooms, each after its own cursor, in one database
 // round trip and one snapshot: heads and events agree. limit applies per
-// room. Pages come back sorted by room name.
+// room, from 1 to MaxRoomReadLimit (0 or more means MaxRoomReadLimit);
+// opts, which may be nil, can bound each page further. Pages come back
+// sorted by room name.
 //
-// Catch-up reads whole pages of ~1,000 rows per request, so the scan is
-// written to allocate per page, not per row: columns are scanned as driver
-// bytes, payloads are copied into shared chunks, event ids into one string,
-// and type and producer names are interned.
-func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int) ([]Page, error) {
-	limit = clampLimit(limit)
+// Catch-up reads whole pages of thousands of rows per request, so the scan
+// is written to allocate per page, not per row: columns are scanned as
+// driver bytes, payloads are copied into shared chunks, event ids into one
+// string, and type and producer names are interned.
+func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int, opts *ReadOptions) ([]Page, error) {
+	if limit <= 0 || limit > MaxRoomReadLimit {
+		limit = MaxRoomReadLimit
+	}
+	maxBytes := int64(math.MaxInt64)
+	if opts != nil && opts.MaxBytes > 0 {
+		maxBytes = int64(opts.MaxBytes)
+	}
 	rooms := make([]string, 0, len(cursors))
 	afters := make([]int64, 0, len(cursors))
 	for r, a := range cursors {
 		rooms = append(rooms, string(r))
 		afters = append(afters, max(a, 0))
 	}
-	// No ORDER BY: each room's rows come out of the index on (room, seq)
-	// in seq order already, and sorting them in the server cost more than
-	// checking (and, should a plan ever differ, sorting) them here.
-	rows, err := s.pool.Query(ctx, `
-		SELECT c.ord, coalesce(h.seq, 0), e.id, e.txid::text, e.event_id::text, e.seq, e.type, e.payload, e.producer, e.created_at
-		FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS c(room, after, ord)
-		LEFT JOIN room_heads h ON h.room = c.room
-		LEFT JOIN LATERAL (
-			SELECT * FROM events e
-			WHERE e.room = c.room AND e.seq > c.after AND e.seq <= h.seq
-			ORDER BY e.seq LIMIT $3
-		) e ON true`, rooms, afters, limit+1)
+	pages, ordered, err := s.readRooms(ctx, readRoomsSQL, rooms, afters, limit, maxBytes)
+	if err == nil && !ordered {
+		// Never seen: a plan that did not keep each room's rows in seq
+		// order. Read again, sorted by the server.
+		pages, _, err = s.readRooms(ctx, readRoomsSortedSQL, rooms, afters, limit, maxBytes)
+	}
 	if err != nil {
-		return nil, classify("read rooms", err)
+		return nil, err
+	}
+	slices.SortFunc(pages, func(a, b Page) int { return cmp.Compare(a.Room, b.Room) })
+	return pages, nil
+}
+
+// readRoomsSQL reads each cursor's room after it, up to $3 rows. It has no
+// ORDER BY: each room's rows come out of the index on (room, seq) in seq
+// order already, and sorting them in the server cost more than checking
+// the order in readRooms. The byte bound is applied in readRooms, as the
+// rows arrive, too: a running sum in SQL (a window over the payloads'
+// lengths) doubled the query's time.
+const readRoomsSQL = `
+	SELECT c.ord, coalesce(h.seq, 0), e.id, e.txid::text, e.event_id::text, e.seq, e.type, e.payload, e.producer, e.created_at
+	FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS c(room, after, ord)
+	LEFT JOIN room_heads h ON h.room = c.room
+	LEFT JOIN LATERAL (
+		SELECT * FROM events e
+		WHERE e.room = c.room AND e.seq > c.after AND e.seq <= h.seq
+		ORDER BY e.seq LIMIT $3
+	) e ON true`
+
+// readRoomsSortedSQL is readRoomsSQL with the order made explicit.
+const readRoomsSortedSQL = readRoomsSQL + ` ORDER BY c.ord, e.seq`
+
+// readRooms runs query and builds one page per room, in the order of
+// rooms. A page keeps its rows while their payloads add up to less than
+// maxBytes, and skips the rest. ordered is false if some room's rows did
+// not arrive in seq order; the pages are then not to be used.
+func (s *Store) readRooms(ctx context.Context, query string, rooms []string, afters []int64, limit int, maxBytes int64) (pages []Page, ordered bool, err error) {
+	rows, err := s.pool.Query(ctx, query, rooms, afters, limit)
+	if err != nil {
+		return nil, false, classify("read rooms", err)
 	}
 	defer rows.Close()
-	pages := make([]Page, len(rooms))
+	pages = make([]Page, len(rooms))
+	// Per page: whether a row was seen, the last seq seen, and the
+	// payload bytes kept.
 	seen := make([]bool, len(rooms))
+	last := make([]int64, len(rooms))
+	kept := make([]int64, len(rooms))
 	var sc pageScanner
 	// Declared once, with the argument slice: scan targets escape to the
 	// heap, so declaring them in the loop would allocate on every row.
@@ -146,26 +199,34 @@ func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, li
 	dest := []any{&ord, &headSeq, &id, &txid, &evID, &seq, &typ, &payload, &producer, &at}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
-			return nil, classify("read rooms: scan", err)
+			return nil, false, classify("read rooms: scan", err)
 		}
 		i := int(ord) - 1
 		if i < 0 || i >= len(pages) {
-			return nil, fmt.Errorf("read rooms: row for cursor %d of %d", ord, len(pages))
+			return nil, false, fmt.Errorf("read rooms: row for cursor %d of %d", ord, len(pages))
 		}
 		p := &pages[i]
 		if !seen[i] {
 			seen[i] = true
 			p.Room, p.Head = domain.Room(rooms[i]), headSeq
-			// The rows to expect: as many as the head is ahead of the
-			// cursor, one more to tell whether there are more, at most.
-			p.Events = make([]domain.Delivery, 0, min(max(headSeq-afters[i], 0), int64(limit)+1))
+			// The rows to expect, at most: as many as the head is ahead
+			// of the cursor.
+			p.Events = make([]domain.Delivery, 0, min(max(headSeq-afters[i], 0), int64(limit)))
 		}
 		if !id.Valid || !seq.Valid || !at.Valid {
 			continue // a room with nothing after its cursor
 		}
+		if seq.Int64 <= last[i] {
+			return nil, false, nil
+		}
+		last[i] = seq.Int64
+		if len(p.Events) > 0 && kept[i] >= maxBytes {
+			continue // over the bound: the page ends before this row
+		}
+		kept[i] += int64(len(payload))
 		t, ok := parseUint(txid)
 		if !ok {
-			return nil, fmt.Errorf("read rooms: parse txid %q", txid)
+			return nil, false, fmt.Errorf("read rooms: parse txid %q", txid)
 		}
 		sc.addID(evID, i, len(p.Events))
 		p.Events = append(p.Events, domain.Delivery{
@@ -179,25 +240,21 @@ func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, li
 		})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, classify("read rooms", err)
+		return nil, false, classify("read rooms", err)
 	}
 	sc.setIDs(pages)
 	for i := range pages {
 		p := &pages[i]
 		if !seen[i] {
 			// Unreachable: the outer side of the joins yields every cursor.
-			return nil, fmt.Errorf("read rooms: no row for room %q", rooms[i])
+			return nil, false, fmt.Errorf("read rooms: no row for room %q", rooms[i])
 		}
-		less := func(a, b domain.Delivery) int { return cmp.Compare(a.Seq, b.Seq) }
-		if !slices.IsSortedFunc(p.Events, less) {
-			slices.SortFunc(p.Events, less)
-		}
-		if len(p.Events) > limit {
-			p.Events, p.More = p.Events[:limit:limit], true
-		}
+		// A room's seqs have no gaps up to its head (old events may have
+		// been dropped, never later ones), so events after the last one
+		// returned exist exactly when it is short of the head.
+		p.More = len(p.Events) > 0 && p.Events[len(p.Events)-1].Seq < p.Head
 	}
-	slices.SortFunc(pages, func(a, b Page) int { return cmp.Compare(a.Room, b.Room) })
-	return pages, nil
+	return pages, true, nil
 }
 
 // pageScanner holds the shared memory of one ReadRooms answer.

@@ -393,7 +393,7 @@ func TestReadRooms(t *testing.T) {
 	if _, err := s.Append(ctx, req("x-a", `{}`, "user-2")); err != nil {
 		t.Fatal(err)
 	}
-	pages, err := s.ReadRooms(ctx, map[domain.Room]int64{"user-1": 2, "chat-1": 0, "user-2": 1, "user-404": 0}, 2)
+	pages, err := s.ReadRooms(ctx, map[domain.Room]int64{"user-1": 2, "chat-1": 0, "user-2": 1, "user-404": 0}, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +452,7 @@ func TestReadRoomsDeliveries(t *testing.T) {
 		got := map[domain.Room][]domain.Delivery{}
 		cursors := map[domain.Room]int64{"user-1": 0, "chat-1": 0, "user-404": 0}
 		for len(cursors) > 0 {
-			pages, err := s.ReadRooms(ctx, cursors, limit)
+			pages, err := s.ReadRooms(ctx, cursors, limit, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -489,6 +489,79 @@ func TestReadRoomsDeliveries(t *testing.T) {
 		if len(got["user-404"]) != 0 {
 			t.Fatalf("user-404: %v", got["user-404"])
 		}
+	}
+}
+
+// TestReadRoomsMaxBytes pages through a room with payloads of varied
+// sizes under byte bounds: each page stops before the first event whose
+// preceding payloads reach the bound, holds at least one event, and the
+// pages together are the room, in order.
+func TestReadRoomsMaxBytes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, eventstoretest.New(t), nil)
+	var reqs []eventstore.AppendRequest
+	for i := range 40 {
+		p := fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("p", (i*37)%120))
+		reqs = append(reqs, req("x-a", p, "chat-1"))
+	}
+	if _, err := s.AppendBatch(ctx, reqs); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ limit, maxBytes int }{{7, 1}, {7, 50}, {7, 300}, {100, 300}, {100, 1000}, {100, 1 << 20}, {3, 0}} {
+		t.Run(fmt.Sprintf("Limit%dMaxBytes%d", tc.limit, tc.maxBytes), func(t *testing.T) {
+			t.Parallel()
+			var seqs []int64
+			after := int64(0)
+			for {
+				opts := &eventstore.ReadOptions{MaxBytes: tc.maxBytes}
+				pages, err := s.ReadRooms(ctx, map[domain.Room]int64{"chat-1": after}, tc.limit, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The fallback for rows out of order answers the same.
+				sorted, err := s.ReadRoomsSorted(ctx, map[domain.Room]int64{"chat-1": after}, tc.limit, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(sorted) != fmt.Sprint(pages) {
+					t.Fatalf("after %d: sorted read differs:\n%v\n%v", after, sorted, pages)
+				}
+				p := pages[0]
+				if len(p.Events) == 0 || len(p.Events) > tc.limit {
+					t.Fatalf("after %d: %d events", after, len(p.Events))
+				}
+				before := 0
+				for i, e := range p.Events {
+					if i > 0 && tc.maxBytes > 0 && before >= tc.maxBytes {
+						t.Fatalf("after %d: event %d starts at %d bytes, bound %d", after, e.Seq, before, tc.maxBytes)
+					}
+					before += len(e.Payload)
+				}
+				last := p.Events[len(p.Events)-1].Seq
+				if p.More != (last < 40) || p.Head != 40 {
+					t.Fatalf("after %d: more %v, head %d, last %d", after, p.More, p.Head, last)
+				}
+				if p.More && len(p.Events) < tc.limit && (tc.maxBytes == 0 || before < tc.maxBytes) {
+					t.Fatalf("after %d: stopped at %d events, %d bytes, with room for more", after, len(p.Events), before)
+				}
+				for _, e := range p.Events {
+					seqs = append(seqs, e.Seq)
+				}
+				if !p.More {
+					break
+				}
+				after = last
+			}
+			for i, seq := range seqs {
+				if seq != int64(i)+1 {
+					t.Fatalf("read seqs %v", seqs)
+				}
+			}
+			if len(seqs) != 40 {
+				t.Fatalf("read %d events", len(seqs))
+			}
+		})
 	}
 }
 

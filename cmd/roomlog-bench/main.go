@@ -120,7 +120,7 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.HotSubs, "hot-subs", 1000, "(b) subscribers of the one room")
 	fs.StringVar(&hotRates, "hot-rates", "10,100", "(b) publishes/s, comma-separated")
 	fs.IntVar(&o.CatchUpEvents, "catchup", 10000, "(e) missed events to catch up")
-	fs.IntVar(&o.CatchUpPage, "catchup-page", 1000, "(e) page size (at most 1000)")
+	fs.IntVar(&o.CatchUpPage, "catchup-page", 1000, "(e) page size (at most 10000)")
 	fs.IntVar(&o.CatchUpReps, "catchup-reps", 5, "(e) repetitions")
 	fs.IntVar(&o.IdleConns, "idle-conns", 10000, "(d) idle connections, each subscribed to its own room")
 	fs.IntVar(&o.StormClients, "storm-clients", 5000, "(f) clients reconnecting after roomlogd is SIGKILLed and restarted")
@@ -139,8 +139,8 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 		o.HotRates = append(o.HotRates, n)
 	}
 	o.Targets = strings.Split(targets, ",")
-	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > 1000 || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 {
-		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms must be positive and -catchup-page in 1..1000")
+	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > 10000 || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 {
+		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms must be positive and -catchup-page in 1..10000")
 	}
 	return runScenarios(ctx, o, os.Stdout, os.Stderr)
 }

@@ -100,7 +100,7 @@ func (s *Server) roomEvents(c *gin.Context) {
 		s.writeError(c, errRoomNotFound)
 		return
 	}
-	pages, err := s.readPages(ctx, map[domain.Room]int64{room: after}, int(limit))
+	pages, err := s.readPages(ctx, map[domain.Room]int64{room: after}, int(limit), maxCatchUpBytes)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -140,7 +140,7 @@ func (s *Server) catchUp(c *gin.Context) {
 		}
 		// Keep the whole answer bounded; more: true says to ask again.
 		perRoom := max(1, min(limit, maxCatchUpRows/len(read)))
-		if pages, err = s.readPages(ctx, read, perRoom); err != nil {
+		if pages, err = s.readPages(ctx, read, perRoom, max(1, maxCatchUpBytes/len(read))); err != nil {
 			s.writeError(c, err)
 			return
 		}
@@ -189,8 +189,8 @@ func (s *Server) decodeCatchUp(c *gin.Context) (map[string]int64, int, error) {
 	}
 	limit := DefaultReadLimit
 	if raw, ok := m["limit"]; ok {
-		if err := json.Unmarshal(raw, &limit); err != nil || limit < 1 || limit > MaxReadLimit {
-			errs.add("limit", fmt.Sprintf("must be an integer from 1 to %d", MaxReadLimit))
+		if err := json.Unmarshal(raw, &limit); err != nil || limit < 1 || limit > MaxCatchUpLimit {
+			errs.add("limit", fmt.Sprintf("must be an integer from 1 to %d", MaxCatchUpLimit))
 		}
 	}
 	cursors := map[string]int64{}
@@ -260,11 +260,13 @@ func (s *Server) readableRooms(ctx context.Context, p domain.Principal, names []
 	return out, nil
 }
 
-// readPages reads every room after its cursor (one round trip) and decides
-// each room's reset. A cursor ahead of the head is re-read from the start
-// of the room in a second round trip, which only such rooms need.
-func (s *Server) readPages(ctx context.Context, cursors map[domain.Room]int64, limit int) (map[domain.Room]roomPage, error) {
-	pages, err := s.store.ReadRooms(ctx, cursors, limit)
+// readPages reads every room after its cursor (one round trip), up to
+// limit events and maxBytes of payload per room, and decides each room's
+// reset. A cursor ahead of the head is re-read from the start of the room
+// in a second round trip, which only such rooms need.
+func (s *Server) readPages(ctx context.Context, cursors map[domain.Room]int64, limit, maxBytes int) (map[domain.Room]roomPage, error) {
+	opts := &eventstore.ReadOptions{MaxBytes: maxBytes}
+	pages, err := s.store.ReadRooms(ctx, cursors, limit, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +295,7 @@ func (s *Server) readPages(ctx context.Context, cursors map[domain.Room]int64, l
 		out[pg.Room] = rp
 	}
 	if len(restart) > 0 {
-		again, err := s.store.ReadRooms(ctx, restart, limit)
+		again, err := s.store.ReadRooms(ctx, restart, limit, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -320,7 +322,7 @@ type intParam struct {
 // The catch-up query parameters.
 var (
 	afterParam = intParam{name: "after", def: 0, lo: 0, hi: -1}
-	limitParam = intParam{name: "limit", def: DefaultReadLimit, lo: 1, hi: MaxReadLimit}
+	limitParam = intParam{name: "limit", def: DefaultReadLimit, lo: 1, hi: MaxCatchUpLimit}
 )
 
 // parse reads the parameter from c, adding any problem to errs.
