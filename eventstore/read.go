@@ -211,7 +211,9 @@ func (s *Store) readRooms(ctx context.Context, query string, rooms []string, aft
 			p.Room, p.Head = domain.Room(rooms[i]), headSeq
 			// The rows to expect, at most: as many as the head is ahead
 			// of the cursor.
-			p.Events = make([]domain.Delivery, 0, min(max(headSeq-afters[i], 0), int64(limit)))
+			n := int(min(max(headSeq-afters[i], 0), int64(limit)))
+			p.Events = make([]domain.Delivery, 0, n)
+			sc.grow(n)
 		}
 		if !id.Valid || !seq.Valid || !at.Valid {
 			continue // a room with nothing after its cursor
@@ -304,6 +306,13 @@ func (sc *pageScanner) intern(b []byte) string {
 	s := string(b)
 	sc.names[s] = s
 	return s
+}
+
+// grow makes room for the ids of n more rows, so that a page's ids are
+// not copied as they grow. Event ids are UUIDs: 36 bytes as text.
+func (sc *pageScanner) grow(n int) {
+	sc.ids = slices.Grow(sc.ids, 36*n)
+	sc.refs = slices.Grow(sc.refs, n)
 }
 
 // addID records the event id of the row that is event ev of page pg.

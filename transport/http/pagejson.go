@@ -135,11 +135,13 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// pageSize estimates the encoded size of p, to size the buffer once.
+// pageSize bounds the encoded size of p from above (unless strings need
+// escaping), so that the buffer is sized once: an event's keys,
+// punctuation, seq and time take at most 128 bytes.
 func pageSize(p roomPage) int {
 	n := 64 + len(p.Room)
 	for _, d := range p.Events {
-		n += 96 + len(d.ID) + len(d.Room) + len(d.Type) + len(d.Payload) + len(d.Producer)
+		n += 128 + len(d.ID) + len(d.Room) + len(d.Type) + len(d.Payload) + len(d.Producer)
 	}
 	return n
 }
