@@ -1,21 +1,38 @@
 package eventstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/roomlog/roomlog/domain"
 )
 
 // MaxReadLimit caps one page of a read.
 const MaxReadLimit = 1000
+
+// MaxRoomReadLimit caps one room's page in ReadRoom and ReadRooms, which
+// catch-up reads in larger pages than other reads.
+const MaxRoomReadLimit = 10_000
+
+// ReadOptions bound a ReadRooms answer beyond its row limit.
+type ReadOptions struct {
+	// MaxBytes, if positive, bounds each page's payload bytes: a page ends
+	// once its payloads add up to MaxBytes or more (so they exceed it by
+	// less than one payload), and then has More set. A page always holds
+	// its first event, however large, so that a reader always advances.
+	// It bounds the memory and the answer; the rows past it, up to the
+	// limit, are still read from the database and dropped.
+	MaxBytes int
+}
 
 // Page is a slice of one room's events.
 type Page struct {
@@ -50,6 +67,26 @@ func scanDelivery(row pgx.Row) (domain.Delivery, error) {
 	return d, nil
 }
 
+// parseUint parses the decimal digits of b, without the string conversion
+// strconv would need.
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
 func clampLimit(limit int) int {
 	if limit <= 0 || limit > MaxReadLimit {
 		return MaxReadLimit
@@ -71,7 +108,7 @@ func (s *Store) Head(ctx context.Context, room domain.Room) (int64, error) {
 // room's head. Because a room's rows commit in seq order, the answer is
 // always a gap-free prefix of what follows after.
 func (s *Store) ReadRoom(ctx context.Context, room domain.Room, after int64, limit int) (Page, error) {
-	pages, err := s.ReadRooms(ctx, map[domain.Room]int64{room: after}, limit)
+	pages, err := s.ReadRooms(ctx, map[domain.Room]int64{room: after}, limit, nil)
 	if err != nil {
 		return Page{}, err
 	}
@@ -80,65 +117,219 @@ func (s *Store) ReadRoom(ctx context.Context, room domain.Room, after int64, lim
 
 // ReadRooms reads many rooms, each after its own cursor, in one database
 // round trip and one snapshot: heads and events agree. limit applies per
-// room. Pages come back sorted by room name.
-func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int) ([]Page, error) {
-	limit = clampLimit(limit)
+// room, from 1 to MaxRoomReadLimit (0 or more means MaxRoomReadLimit);
+// opts, which may be nil, can bound each page further. Pages come back
+// sorted by room name.
+//
+// Catch-up reads whole pages of thousands of rows per request, so the scan
+// is written to allocate per page, not per row: columns are scanned as
+// driver bytes, payloads are copied into shared chunks, event ids into one
+// string, and type and producer names are interned.
+func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int, opts *ReadOptions) ([]Page, error) {
+	if limit <= 0 || limit > MaxRoomReadLimit {
+		limit = MaxRoomReadLimit
+	}
+	maxBytes := int64(math.MaxInt64)
+	if opts != nil && opts.MaxBytes > 0 {
+		maxBytes = int64(opts.MaxBytes)
+	}
 	rooms := make([]string, 0, len(cursors))
 	afters := make([]int64, 0, len(cursors))
 	for r, a := range cursors {
 		rooms = append(rooms, string(r))
 		afters = append(afters, max(a, 0))
 	}
-	rows, err := s.pool.Query(ctx, `
-		SELECT c.room, coalesce(h.seq, 0), `+deliveryColumns+`
-		FROM unnest($1::text[], $2::int8[]) AS c(room, after)
-		LEFT JOIN room_heads h ON h.room = c.room
-		LEFT JOIN LATERAL (
-			SELECT * FROM events e
-			WHERE e.room = c.room AND e.seq > c.after AND e.seq <= h.seq
-			ORDER BY e.seq LIMIT $3
-		) e ON true
-		ORDER BY c.room, e.seq`, rooms, afters, limit+1)
+	pages, ordered, err := s.readRooms(ctx, readRoomsSQL, rooms, afters, limit, maxBytes)
+	if err == nil && !ordered {
+		// Never seen: a plan that did not keep each room's rows in seq
+		// order. Read again, sorted by the server.
+		pages, _, err = s.readRooms(ctx, readRoomsSortedSQL, rooms, afters, limit, maxBytes)
+	}
 	if err != nil {
-		return nil, classify("read rooms", err)
+		return nil, err
+	}
+	slices.SortFunc(pages, func(a, b Page) int { return cmp.Compare(a.Room, b.Room) })
+	return pages, nil
+}
+
+// readRoomsSQL reads each cursor's room after it, up to $3 rows. It has no
+// ORDER BY: each room's rows come out of the index on (room, seq) in seq
+// order already, and sorting them in the server cost more than checking
+// the order in readRooms. The byte bound is applied in readRooms, as the
+// rows arrive, too: a running sum in SQL (a window over the payloads'
+// lengths) doubled the query's time.
+const readRoomsSQL = `
+	SELECT c.ord, coalesce(h.seq, 0), e.id, e.txid::text, e.event_id::text, e.seq, e.type, e.payload, e.producer, e.created_at
+	FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS c(room, after, ord)
+	LEFT JOIN room_heads h ON h.room = c.room
+	LEFT JOIN LATERAL (
+		SELECT * FROM events e
+		WHERE e.room = c.room AND e.seq > c.after AND e.seq <= h.seq
+		ORDER BY e.seq LIMIT $3
+	) e ON true`
+
+// readRoomsSortedSQL is readRoomsSQL with the order made explicit.
+const readRoomsSortedSQL = readRoomsSQL + ` ORDER BY c.ord, e.seq`
+
+// readRooms runs query and builds one page per room, in the order of
+// rooms. A page keeps its rows while their payloads add up to less than
+// maxBytes, and skips the rest. ordered is false if some room's rows did
+// not arrive in seq order; the pages are then not to be used.
+func (s *Store) readRooms(ctx context.Context, query string, rooms []string, afters []int64, limit int, maxBytes int64) (pages []Page, ordered bool, err error) {
+	rows, err := s.pool.Query(ctx, query, rooms, afters, limit)
+	if err != nil {
+		return nil, false, classify("read rooms", err)
 	}
 	defer rows.Close()
-	var pages []Page
+	pages = make([]Page, len(rooms))
+	// Per page: whether a row was seen, the last seq seen, and the
+	// payload bytes kept.
+	seen := make([]bool, len(rooms))
+	last := make([]int64, len(rooms))
+	kept := make([]int64, len(rooms))
+	var sc pageScanner
+	// Declared once, with the argument slice: scan targets escape to the
+	// heap, so declaring them in the loop would allocate on every row.
+	var (
+		ord, headSeq                       int64
+		id, seq                            pgtype.Int8
+		txid, evID, typ, payload, producer pgtype.DriverBytes
+		at                                 pgtype.Timestamptz
+	)
+	dest := []any{&ord, &headSeq, &id, &txid, &evID, &seq, &typ, &payload, &producer, &at}
 	for rows.Next() {
-		var room string
-		var headSeq int64
-		var id *int64
-		var txid, evID, evRoom, typ, producer *string
-		var seq *int64
-		var payload []byte
-		var at *time.Time
-		if err := rows.Scan(&room, &headSeq, &id, &txid, &evID, &evRoom, &seq, &typ, &payload, &producer, &at); err != nil {
-			return nil, classify("read rooms: scan", err)
+		if err := rows.Scan(dest...); err != nil {
+			return nil, false, classify("read rooms: scan", err)
 		}
-		if len(pages) == 0 || pages[len(pages)-1].Room != domain.Room(room) {
-			pages = append(pages, Page{Room: domain.Room(room), Head: headSeq})
+		i := int(ord) - 1
+		if i < 0 || i >= len(pages) {
+			return nil, false, fmt.Errorf("read rooms: row for cursor %d of %d", ord, len(pages))
 		}
-		p := &pages[len(pages)-1]
-		if id == nil {
-			continue
+		p := &pages[i]
+		if !seen[i] {
+			seen[i] = true
+			p.Room, p.Head = domain.Room(rooms[i]), headSeq
+			// The rows to expect, at most: as many as the head is ahead
+			// of the cursor.
+			n := int(min(max(headSeq-afters[i], 0), int64(limit)))
+			p.Events = make([]domain.Delivery, 0, n)
+			sc.grow(n)
 		}
-		if len(p.Events) == limit {
-			p.More = true
-			continue
+		if !id.Valid || !seq.Valid || !at.Valid {
+			continue // a room with nothing after its cursor
 		}
-		t, err := strconv.ParseUint(*txid, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("read rooms: parse txid: %w", err)
+		if seq.Int64 <= last[i] {
+			return nil, false, nil
 		}
+		last[i] = seq.Int64
+		if len(p.Events) > 0 && kept[i] >= maxBytes {
+			continue // over the bound: the page ends before this row
+		}
+		kept[i] += int64(len(payload))
+		t, ok := parseUint(txid)
+		if !ok {
+			return nil, false, fmt.Errorf("read rooms: parse txid %q", txid)
+		}
+		sc.addID(evID, i, len(p.Events))
 		p.Events = append(p.Events, domain.Delivery{
-			Event: domain.Event{ID: *evID, Type: *typ, Payload: payload, Producer: *producer, OccurredAt: at.UTC()},
-			Room:  domain.Room(room), Seq: *seq, Position: domain.Position{Txid: t, ID: *id},
+			Event: domain.Event{
+				Type:       sc.intern(typ),
+				Payload:    sc.payload(payload),
+				Producer:   sc.intern(producer),
+				OccurredAt: at.Time.UTC(),
+			},
+			Room: p.Room, Seq: seq.Int64, Position: domain.Position{Txid: t, ID: id.Int64},
 		})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, classify("read rooms", err)
+		return nil, false, classify("read rooms", err)
 	}
-	return pages, nil
+	sc.setIDs(pages)
+	for i := range pages {
+		p := &pages[i]
+		if !seen[i] {
+			// Unreachable: the outer side of the joins yields every cursor.
+			return nil, false, fmt.Errorf("read rooms: no row for room %q", rooms[i])
+		}
+		// A room's seqs have no gaps up to its head (old events may have
+		// been dropped, never later ones), so events after the last one
+		// returned exist exactly when it is short of the head.
+		p.More = len(p.Events) > 0 && p.Events[len(p.Events)-1].Seq < p.Head
+	}
+	return pages, true, nil
+}
+
+// pageScanner holds the shared memory of one ReadRooms answer.
+type pageScanner struct {
+	// chunk is where payloads are copied; a full chunk is left to the
+	// payloads that point into it.
+	chunk []byte
+	// ids holds every row's event id, in row order, and refs where each
+	// ends and which event it belongs to.
+	ids  []byte
+	refs []idRef
+	// names interns type and producer names.
+	names map[string]string
+}
+
+// idRef places one event id of pageScanner.ids.
+type idRef struct{ end, page, event int }
+
+// Payloads are copied into chunks that start small (a replay of a few
+// events should not cost 64 KiB) and double up to maxPayloadChunk.
+const (
+	minPayloadChunk = 2 << 10
+	maxPayloadChunk = 64 << 10
+)
+
+// payload returns a copy of b that shares its memory with other payloads
+// but cannot grow into them.
+func (sc *pageScanner) payload(b []byte) []byte {
+	if len(b) > cap(sc.chunk)-len(sc.chunk) {
+		size := min(max(2*cap(sc.chunk), minPayloadChunk), maxPayloadChunk)
+		sc.chunk = make([]byte, 0, max(size, len(b)))
+	}
+	start := len(sc.chunk)
+	sc.chunk = append(sc.chunk, b...)
+	return sc.chunk[start:len(sc.chunk):len(sc.chunk)]
+}
+
+// intern returns b as a string, allocating only the first time a name is
+// seen.
+func (sc *pageScanner) intern(b []byte) string {
+	if s, ok := sc.names[string(b)]; ok {
+		return s
+	}
+	if sc.names == nil {
+		sc.names = map[string]string{}
+	}
+	s := string(b)
+	sc.names[s] = s
+	return s
+}
+
+// grow makes room for the ids of n more rows, so that a page's ids are
+// not copied as they grow. Event ids are UUIDs: 36 bytes as text.
+func (sc *pageScanner) grow(n int) {
+	sc.ids = slices.Grow(sc.ids, 36*n)
+	sc.refs = slices.Grow(sc.refs, n)
+}
+
+// addID records the event id of the row that is event ev of page pg.
+func (sc *pageScanner) addID(b []byte, pg, ev int) {
+	sc.ids = append(sc.ids, b...)
+	sc.refs = append(sc.refs, idRef{end: len(sc.ids), page: pg, event: ev})
+}
+
+// setIDs hands the recorded ids out to pages' events, as substrings of one
+// string.
+func (sc *pageScanner) setIDs(pages []Page) {
+	all := string(sc.ids)
+	start := 0
+	for _, r := range sc.refs {
+		pages[r.page].Events[r.event].ID = all[start:r.end]
+		start = r.end
+	}
 }
 
 // TailStart returns the position a new tail should start from to receive

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -392,7 +393,7 @@ func TestReadRooms(t *testing.T) {
 	if _, err := s.Append(ctx, req("x-a", `{}`, "user-2")); err != nil {
 		t.Fatal(err)
 	}
-	pages, err := s.ReadRooms(ctx, map[domain.Room]int64{"user-1": 2, "chat-1": 0, "user-2": 1, "user-404": 0}, 2)
+	pages, err := s.ReadRooms(ctx, map[domain.Room]int64{"user-1": 2, "chat-1": 0, "user-2": 1, "user-404": 0}, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,6 +413,155 @@ func TestReadRooms(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v\nwant %v", got, want)
+	}
+}
+
+// TestReadRoomsDeliveries checks every field ReadRooms decodes against
+// ReadTail's independent scan of the same rows, across rooms, pages,
+// payloads larger than ReadRooms' largest payload chunk and event ids
+// shared by several rooms.
+func TestReadRoomsDeliveries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := eventstoretest.New(t)
+	s := newStore(t, pool, nil)
+	big := `{"big":"` + strings.Repeat("y", 100<<10) + `"}`
+	var reqs []eventstore.AppendRequest
+	for i := range 30 {
+		switch {
+		case i%10 == 3:
+			reqs = append(reqs, req("x-big", big, "user-1"))
+		case i%2 == 0:
+			reqs = append(reqs, req("x-a", fmt.Sprintf(`{"i":%d,"s":"é \"q\" \u2028"}`, i), "user-1", "chat-1"))
+		default:
+			reqs = append(reqs, req("x-b", fmt.Sprintf(`[%d, {"k": null}]`, i), "chat-1"))
+		}
+	}
+	if _, err := s.AppendBatch(ctx, reqs); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.ReadTail(ctx, domain.Position{}, eventstore.MaxReadLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[domain.Room][]domain.Delivery{}
+	for _, d := range all {
+		want[d.Room] = append(want[d.Room], d)
+	}
+	for _, limit := range []int{1, 7, 1000} {
+		got := map[domain.Room][]domain.Delivery{}
+		cursors := map[domain.Room]int64{"user-1": 0, "chat-1": 0, "user-404": 0}
+		for len(cursors) > 0 {
+			pages, err := s.ReadRooms(ctx, cursors, limit, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, p := range pages {
+				if i > 0 && pages[i-1].Room >= p.Room {
+					t.Fatalf("pages out of order: %s before %s", pages[i-1].Room, p.Room)
+				}
+				if len(p.Events) > limit {
+					t.Fatalf("%s: %d events, limit %d", p.Room, len(p.Events), limit)
+				}
+				got[p.Room] = append(got[p.Room], p.Events...)
+				if !p.More {
+					delete(cursors, p.Room)
+					continue
+				}
+				cursors[p.Room] = p.Events[len(p.Events)-1].Seq
+			}
+		}
+		for room, ds := range want {
+			if len(got[room]) != len(ds) {
+				t.Fatalf("limit %d: %s: read %d events, want %d", limit, room, len(got[room]), len(ds))
+			}
+			for i, d := range ds {
+				g := got[room][i]
+				if g.ID != d.ID || g.Type != d.Type || string(g.Payload) != string(d.Payload) || g.Producer != d.Producer ||
+					!g.OccurredAt.Equal(d.OccurredAt) || g.OccurredAt.Location() != time.UTC || g.Room != d.Room || g.Seq != d.Seq || g.Position != d.Position {
+					t.Fatalf("limit %d: %s #%d:\n got %+v\nwant %+v", limit, room, i, g, d)
+				}
+				if cap(g.Payload) != len(g.Payload) {
+					t.Fatalf("limit %d: %s #%d: payload can grow into its neighbour (cap %d > len %d)", limit, room, i, cap(g.Payload), len(g.Payload))
+				}
+			}
+		}
+		if len(got["user-404"]) != 0 {
+			t.Fatalf("user-404: %v", got["user-404"])
+		}
+	}
+}
+
+// TestReadRoomsMaxBytes pages through a room with payloads of varied
+// sizes under byte bounds: each page stops before the first event whose
+// preceding payloads reach the bound, holds at least one event, and the
+// pages together are the room, in order.
+func TestReadRoomsMaxBytes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, eventstoretest.New(t), nil)
+	var reqs []eventstore.AppendRequest
+	for i := range 40 {
+		p := fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("p", (i*37)%120))
+		reqs = append(reqs, req("x-a", p, "chat-1"))
+	}
+	if _, err := s.AppendBatch(ctx, reqs); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ limit, maxBytes int }{{7, 1}, {7, 50}, {7, 300}, {100, 300}, {100, 1000}, {100, 1 << 20}, {3, 0}} {
+		t.Run(fmt.Sprintf("Limit%dMaxBytes%d", tc.limit, tc.maxBytes), func(t *testing.T) {
+			t.Parallel()
+			var seqs []int64
+			after := int64(0)
+			for {
+				opts := &eventstore.ReadOptions{MaxBytes: tc.maxBytes}
+				pages, err := s.ReadRooms(ctx, map[domain.Room]int64{"chat-1": after}, tc.limit, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The fallback for rows out of order answers the same.
+				sorted, err := s.ReadRoomsSorted(ctx, map[domain.Room]int64{"chat-1": after}, tc.limit, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(sorted) != fmt.Sprint(pages) {
+					t.Fatalf("after %d: sorted read differs:\n%v\n%v", after, sorted, pages)
+				}
+				p := pages[0]
+				if len(p.Events) == 0 || len(p.Events) > tc.limit {
+					t.Fatalf("after %d: %d events", after, len(p.Events))
+				}
+				before := 0
+				for i, e := range p.Events {
+					if i > 0 && tc.maxBytes > 0 && before >= tc.maxBytes {
+						t.Fatalf("after %d: event %d starts at %d bytes, bound %d", after, e.Seq, before, tc.maxBytes)
+					}
+					before += len(e.Payload)
+				}
+				last := p.Events[len(p.Events)-1].Seq
+				if p.More != (last < 40) || p.Head != 40 {
+					t.Fatalf("after %d: more %v, head %d, last %d", after, p.More, p.Head, last)
+				}
+				if p.More && len(p.Events) < tc.limit && (tc.maxBytes == 0 || before < tc.maxBytes) {
+					t.Fatalf("after %d: stopped at %d events, %d bytes, with room for more", after, len(p.Events), before)
+				}
+				for _, e := range p.Events {
+					seqs = append(seqs, e.Seq)
+				}
+				if !p.More {
+					break
+				}
+				after = last
+			}
+			for i, seq := range seqs {
+				if seq != int64(i)+1 {
+					t.Fatalf("read seqs %v", seqs)
+				}
+			}
+			if len(seqs) != 40 {
+				t.Fatalf("read %d events", len(seqs))
+			}
+		})
 	}
 }
 

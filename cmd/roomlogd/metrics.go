@@ -178,8 +178,8 @@ func (s meteredStore) AppendBatch(ctx context.Context, reqs []eventstore.AppendR
 }
 
 // ReadRooms implements httpapi.RoomReader.
-func (s meteredStore) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int) ([]eventstore.Page, error) {
-	pages, err := s.Store.ReadRooms(ctx, cursors, limit)
+func (s meteredStore) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int, opts *eventstore.ReadOptions) ([]eventstore.Page, error) {
+	pages, err := s.Store.ReadRooms(ctx, cursors, limit, opts)
 	if err == nil {
 		n := 0
 		for _, p := range pages {

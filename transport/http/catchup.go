@@ -20,17 +20,19 @@ import (
 // caller may not read, so that the two cannot be told apart.
 var errRoomNotFound = &domain.Error{Code: domain.CodeNotFound, Message: "room not found"}
 
-// roomPage is one room's catch-up answer.
+// roomPage is one room's catch-up answer. appendRoomPage writes it as
+// {"room", "events" (each as eventJSON), "head", "more", "reset"}, in
+// that order.
 type roomPage struct {
-	Room   domain.Room `json:"room"`
-	Events []eventJSON `json:"events"`
+	Room   domain.Room
+	Events []domain.Delivery
 	// Head is the room's last seq at the time of the read.
-	Head int64 `json:"head"`
+	Head int64
 	// More is true when events after the last one returned exist.
-	More bool `json:"more"`
+	More bool
 	// Reset is true when the events do not continue the cursor: it was
 	// ahead of the head or older than the oldest event the log holds.
-	Reset bool `json:"reset"`
+	Reset bool
 }
 
 // roomError is a multi-room catch-up entry for a room that cannot be read.
@@ -39,10 +41,35 @@ type roomError struct {
 	Error errorDetail `json:"error"`
 }
 
-// catchUpResponse answers POST /api/v1/catch-up. Each entry is a roomPage
-// or a roomError, sorted by room name.
-type catchUpResponse struct {
-	Rooms []any `json:"rooms"`
+// catchUpEntry is one room of a POST /api/v1/catch-up answer: a page, or
+// the error that stands for it.
+type catchUpEntry struct {
+	page *roomPage
+	err  *roomError
+}
+
+// appendCatchUp appends the answer to POST /api/v1/catch-up:
+// {"rooms":[…]}, each entry a roomPage or a roomError, in the order given
+// (sorted by room name).
+func appendCatchUp(b []byte, rooms []catchUpEntry) ([]byte, error) {
+	b = append(b, `{"rooms":[`...)
+	for i, r := range rooms {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if r.page != nil {
+			b, err = appendRoomPage(b, *r.page)
+		} else {
+			var e []byte
+			e, err = marshal(r.err)
+			b = append(b, e...)
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return append(b, "]}"...), nil
 }
 
 // roomEvents is GET /api/v1/rooms/{room}/events?after=&limit=.
@@ -73,12 +100,13 @@ func (s *Server) roomEvents(c *gin.Context) {
 		s.writeError(c, errRoomNotFound)
 		return
 	}
-	pages, err := s.readPages(ctx, map[domain.Room]int64{room: after}, int(limit))
+	pages, err := s.readPages(ctx, map[domain.Room]int64{room: after}, int(limit), maxCatchUpBytes)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	s.writeJSON(c, http.StatusOK, pages[room])
+	page := pages[room]
+	s.writeEncoded(c, http.StatusOK, pageSize(page), func(b []byte) ([]byte, error) { return appendRoomPage(b, page) })
 }
 
 // catchUp is POST /api/v1/catch-up with {cursors: {room: seq, ...}, limit?}.
@@ -112,20 +140,24 @@ func (s *Server) catchUp(c *gin.Context) {
 		}
 		// Keep the whole answer bounded; more: true says to ask again.
 		perRoom := max(1, min(limit, maxCatchUpRows/len(read)))
-		if pages, err = s.readPages(ctx, read, perRoom); err != nil {
+		if pages, err = s.readPages(ctx, read, perRoom, max(1, maxCatchUpBytes/len(read))); err != nil {
 			s.writeError(c, err)
 			return
 		}
 	}
-	resp := catchUpResponse{Rooms: make([]any, 0, len(names))}
+	entries := make([]catchUpEntry, 0, len(names))
+	size := 16
 	for _, name := range names {
 		if room, ok := readable[name]; ok {
-			resp.Rooms = append(resp.Rooms, pages[room])
+			p := pages[room]
+			entries = append(entries, catchUpEntry{page: &p})
+			size += pageSize(p)
 			continue
 		}
-		resp.Rooms = append(resp.Rooms, roomError{Room: name, Error: toBody(errRoomNotFound).Error})
+		entries = append(entries, catchUpEntry{err: &roomError{Room: name, Error: toBody(errRoomNotFound).Error}})
+		size += 96 + len(name)
 	}
-	s.writeJSON(c, http.StatusOK, resp)
+	s.writeEncoded(c, http.StatusOK, size, func(b []byte) ([]byte, error) { return appendCatchUp(b, entries) })
 }
 
 // decodeCatchUp reads and checks a multi-room catch-up body.
@@ -157,8 +189,8 @@ func (s *Server) decodeCatchUp(c *gin.Context) (map[string]int64, int, error) {
 	}
 	limit := DefaultReadLimit
 	if raw, ok := m["limit"]; ok {
-		if err := json.Unmarshal(raw, &limit); err != nil || limit < 1 || limit > MaxReadLimit {
-			errs.add("limit", fmt.Sprintf("must be an integer from 1 to %d", MaxReadLimit))
+		if err := json.Unmarshal(raw, &limit); err != nil || limit < 1 || limit > MaxCatchUpLimit {
+			errs.add("limit", fmt.Sprintf("must be an integer from 1 to %d", MaxCatchUpLimit))
 		}
 	}
 	cursors := map[string]int64{}
@@ -228,11 +260,13 @@ func (s *Server) readableRooms(ctx context.Context, p domain.Principal, names []
 	return out, nil
 }
 
-// readPages reads every room after its cursor (one round trip) and decides
-// each room's reset. A cursor ahead of the head is re-read from the start
-// of the room in a second round trip, which only such rooms need.
-func (s *Server) readPages(ctx context.Context, cursors map[domain.Room]int64, limit int) (map[domain.Room]roomPage, error) {
-	pages, err := s.store.ReadRooms(ctx, cursors, limit)
+// readPages reads every room after its cursor (one round trip), up to
+// limit events and maxBytes of payload per room, and decides each room's
+// reset. A cursor ahead of the head is re-read from the start of the room
+// in a second round trip, which only such rooms need.
+func (s *Server) readPages(ctx context.Context, cursors map[domain.Room]int64, limit, maxBytes int) (map[domain.Room]roomPage, error) {
+	opts := &eventstore.ReadOptions{MaxBytes: maxBytes}
+	pages, err := s.store.ReadRooms(ctx, cursors, limit, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +295,7 @@ func (s *Server) readPages(ctx context.Context, cursors map[domain.Room]int64, l
 		out[pg.Room] = rp
 	}
 	if len(restart) > 0 {
-		again, err := s.store.ReadRooms(ctx, restart, limit)
+		again, err := s.store.ReadRooms(ctx, restart, limit, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -275,7 +309,7 @@ func (s *Server) readPages(ctx context.Context, cursors map[domain.Room]int64, l
 }
 
 func toRoomPage(p eventstore.Page) roomPage {
-	return roomPage{Room: p.Room, Events: toEventsJSON(p.Events), Head: p.Head, More: p.More}
+	return roomPage{Room: p.Room, Events: p.Events, Head: p.Head, More: p.More}
 }
 
 // intParam is an integer query parameter with a default and bounds.
@@ -288,7 +322,7 @@ type intParam struct {
 // The catch-up query parameters.
 var (
 	afterParam = intParam{name: "after", def: 0, lo: 0, hi: -1}
-	limitParam = intParam{name: "limit", def: DefaultReadLimit, lo: 1, hi: MaxReadLimit}
+	limitParam = intParam{name: "limit", def: DefaultReadLimit, lo: 1, hi: MaxCatchUpLimit}
 )
 
 // parse reads the parameter from c, adding any problem to errs.

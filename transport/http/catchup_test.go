@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/roomlog/roomlog/domain"
+	"github.com/roomlog/roomlog/eventstore"
 	"github.com/roomlog/roomlog/transport/auth"
+	httpapi "github.com/roomlog/roomlog/transport/http"
 )
 
 type eventAnswer struct {
@@ -176,8 +178,8 @@ func TestCatchUpRoom(t *testing.T) {
 
 	t.Run("BadParameters", func(t *testing.T) {
 		t.Parallel()
-		golden(t, "catchup_bad_params", b.get(t, http.StatusBadRequest, "/api/v1/rooms/user-u1/events?after=-1&limit=1001", u1...))
-		for _, q := range []string{"after=x", "after=1.5", "limit=0", "limit=", "after=99999999999999999999"} {
+		golden(t, "catchup_bad_params", b.get(t, http.StatusBadRequest, "/api/v1/rooms/user-u1/events?after=-1&limit=10001", u1...))
+		for _, q := range []string{"after=x", "after=1.5", "limit=0", "limit=", "limit=10001", "after=99999999999999999999"} {
 			// Bad parameters answer 400 whatever the room, so that they
 			// reveal nothing about it.
 			for _, room := range []string{"user-u1", "user-u2", "nope"} {
@@ -300,7 +302,7 @@ func TestCatchUpMulti(t *testing.T) {
 		for i := range 99 {
 			cursors[fmt.Sprintf("user-u1-%d", i)] = 0
 		}
-		body, _ := json.Marshal(map[string]any{"cursors": cursors, "limit": 1000})
+		body, _ := json.Marshal(map[string]any{"cursors": cursors, "limit": httpapi.MaxCatchUpLimit})
 		r := b.do(t, http.MethodPost, "/api/v1/catch-up", string(body), u1...)
 		if r.status != http.StatusOK || len(decode[catchUpAnswer](t, r).Rooms) != 100 {
 			t.Fatalf("%v", r)
@@ -325,6 +327,7 @@ func TestCatchUpMulti(t *testing.T) {
 			"Repeated":    `{"cursors":{"user-u1":1,"user-u1":2}}`,
 			"Fraction":    `{"cursors":{"user-u1":1.5}}`,
 			"TooMany":     string(manyBody),
+			"LimitTooBig": `{"cursors":{"user-u1":1},"limit":10001}`,
 			"Trailing":    `{"cursors":{"user-u1":1}} x`,
 		} {
 			if r := b.do(t, http.MethodPost, "/api/v1/catch-up", body, u1...); r.status != http.StatusBadRequest {
@@ -354,4 +357,83 @@ func TestCatchUpUnavailable(t *testing.T) {
 // mintExpired returns a token that expired an hour ago.
 func mintExpired() (string, error) {
 	return auth.MintHS256([]byte(jwtSecret), domain.Principal{UserID: "u1"}, time.Minute, time.Now().Add(-time.Hour), nil)
+}
+
+// TestCatchUpLargePages reads 10,000 events in one page, and checks that a
+// page stops early, with more, once its payloads reach 4 MiB.
+func TestCatchUpLargePages(t *testing.T) {
+	t.Parallel()
+	b := setup(t, &setupOptions{noMembership: true})
+	ctx := context.Background()
+	appendN := func(room domain.Room, n int, payload func(i int) string) {
+		t.Helper()
+		for done := 0; done < n; done += 1000 {
+			var reqs []eventstore.AppendRequest
+			for i := done; i < min(n, done+1000); i++ {
+				reqs = append(reqs, eventstore.AppendRequest{Type: "x-bench", Rooms: []domain.Room{room}, Producer: "market", Payload: json.RawMessage(payload(i))})
+			}
+			if _, err := b.store.AppendBatch(ctx, reqs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendN("user-many", httpapi.MaxCatchUpLimit+500, func(i int) string { return fmt.Sprintf(`{"t":%d}`, i) })
+	// 600 KiB payloads: a 4 MiB page holds 7 (the 7th starts at 3.5 MiB).
+	big := strings.Repeat("x", 600<<10)
+	appendN("user-big", 12, func(i int) string { return fmt.Sprintf(`{"t":%d,"pad":"%s"}`, i, big) })
+	admin := as(t, "admin", domain.RoleAdmin)
+
+	t.Run("TenThousand", func(t *testing.T) {
+		t.Parallel()
+		p := decode[roomPageAnswer](t, b.get(t, http.StatusOK, fmt.Sprintf("/api/v1/rooms/user-many/events?limit=%d", httpapi.MaxCatchUpLimit), admin...))
+		if len(p.Events) != httpapi.MaxCatchUpLimit || !p.More || p.Reset || p.Events[len(p.Events)-1].Seq != int64(httpapi.MaxCatchUpLimit) {
+			t.Fatalf("first page: %d events, more %v, reset %v", len(p.Events), p.More, p.Reset)
+		}
+		p = decode[roomPageAnswer](t, b.get(t, http.StatusOK, fmt.Sprintf("/api/v1/rooms/user-many/events?after=%d&limit=%d", httpapi.MaxCatchUpLimit, httpapi.MaxCatchUpLimit), admin...))
+		if len(p.Events) != 500 || p.More || p.Events[0].Seq != int64(httpapi.MaxCatchUpLimit)+1 {
+			t.Fatalf("second page: %d events, more %v", len(p.Events), p.More)
+		}
+	})
+
+	t.Run("ByteBound", func(t *testing.T) {
+		t.Parallel()
+		var sizes []int
+		after := int64(0)
+		for {
+			p := decode[roomPageAnswer](t, b.get(t, http.StatusOK, fmt.Sprintf("/api/v1/rooms/user-big/events?after=%d&limit=100", after), admin...))
+			sizes = append(sizes, len(p.Events))
+			for i, e := range p.Events {
+				if e.Seq != after+int64(i)+1 {
+					t.Fatalf("page after %d: event %d has seq %d", after, i, e.Seq)
+				}
+			}
+			if !p.More {
+				break
+			}
+			after = p.Events[len(p.Events)-1].Seq
+		}
+		if !slices.Equal(sizes, []int{7, 5}) {
+			t.Fatalf("pages of %v events, want [7 5]", sizes)
+		}
+	})
+
+	t.Run("ByteBoundSharedBetweenRooms", func(t *testing.T) {
+		t.Parallel()
+		// Two rooms share 4 MiB: 2 MiB each, so 4 big events (the 4th
+		// starts at 1.76 MiB), and at least one event per room however
+		// small its share.
+		body := `{"cursors":{"user-big":0,"user-many":0},"limit":10000}`
+		a := decode[catchUpAnswer](t, b.do(t, http.MethodPost, "/api/v1/catch-up", body, admin...))
+		var got []string
+		for _, raw := range a.Rooms {
+			var r roomPageAnswer
+			if err := json.Unmarshal(raw, &r); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprintf("%s:%d:%v", r.Room, len(r.Events), r.More))
+		}
+		if want := []string{"user-big:4:true", "user-many:5000:true"}; !slices.Equal(got, want) {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	})
 }

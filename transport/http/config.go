@@ -18,13 +18,24 @@ const MaxPresenceUsers = 100
 // names none.
 const DefaultReadLimit = 100
 
-// MaxReadLimit is the largest page size a request may ask for.
+// MaxReadLimit is the largest page size an audit request may ask for.
 const MaxReadLimit = 1000
+
+// MaxCatchUpLimit is the largest page size a catch-up request may ask for:
+// a client that was away reads 10,000 events in one request.
+const MaxCatchUpLimit = 10_000
 
 // maxCatchUpRows bounds the rows one multi-room catch-up returns in all:
 // the per-room limit shrinks to fit (more: true tells the client to ask
 // again).
 const maxCatchUpRows = 10_000
+
+// maxCatchUpBytes bounds the payload bytes of one catch-up answer (one
+// room's page, or all the rooms of a multi-room catch-up together, shared
+// equally): a page stops early, with more: true, rather than grow past it.
+// Each page still holds at least one event. With payloads of up to 64 KiB,
+// a row bound alone would let one answer reach hundreds of MiB.
+const maxCatchUpBytes = 4 << 20
 
 // maxCatchUpBody bounds a multi-room catch-up request body.
 const maxCatchUpBody = 64 << 10

@@ -50,6 +50,11 @@
 //   - Multi-room catch-up answers every room it was asked about; a room
 //     the caller may not read gets an entry with the same not_found error
 //     as a room that does not exist, rather than failing the request.
+//   - A catch-up page holds up to MaxCatchUpLimit (10,000) events, so
+//     that a client that was away catches up in one request, and stops
+//     early, with more: true, once its payloads reach 4 MiB (shared
+//     between the rooms of a multi-room catch-up); it always holds at
+//     least one event. Audit pages stay at MaxReadLimit (1,000).
 //   - Audit pages carry next only while more rows matched at the time of
 //     the read; an export reads the rows that had committed when it
 //     started, so it ends even while appends continue.

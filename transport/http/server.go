@@ -44,9 +44,10 @@ type Appender interface {
 // RoomReader serves catch-up. *eventstore.Store satisfies it.
 type RoomReader interface {
 	// ReadRooms reads each room after its cursor, up to limit events per
-	// room, in one round trip and one snapshot; pages come back sorted by
-	// room. Safe for concurrent use.
-	ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int) ([]eventstore.Page, error)
+	// room and, if opts says so, up to opts.MaxBytes of payload per room,
+	// in one round trip and one snapshot; pages come back sorted by room.
+	// Safe for concurrent use.
+	ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int, opts *eventstore.ReadOptions) ([]eventstore.Page, error)
 	// MemberRooms returns those of rooms (shared rooms) whose membership
 	// lists userID, in one query. Safe for concurrent use.
 	MemberRooms(ctx context.Context, userID string, rooms []domain.Room) ([]domain.Room, error)

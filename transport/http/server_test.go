@@ -161,7 +161,7 @@ type setupOptions struct {
 
 // setup starts a server on a fresh database, with the membership
 // projection running, and stops everything when the test ends.
-func setup(t *testing.T, o *setupOptions) *testBundle {
+func setup(t testing.TB, o *setupOptions) *testBundle {
 	t.Helper()
 	if o == nil {
 		o = &setupOptions{}
