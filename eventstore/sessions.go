@@ -100,14 +100,19 @@ func (st *Store) LoadSession(ctx context.Context, pid string) (SocketSession, bo
 	return s, true, nil
 }
 
-// ExtendSessions pushes the expiry of the sessions pids to ttl from now.
-// Unexpired rows only: an expired session never comes back.
-func (st *Store) ExtendSessions(ctx context.Context, pids []string, ttl time.Duration) error {
+// ExtendSessions pushes the expiry of the unexpired sessions pids to ttl
+// from now, skipping those that already expire after now + ttl - stale:
+// a caller that refreshes live sessions often passes a stale of a small
+// part of ttl, so that each row is rewritten once per stale instead of at
+// every call (with a 24-hour window and 5-second heartbeats, 170 times
+// fewer writes); stale 0 rewrites every row.
+func (st *Store) ExtendSessions(ctx context.Context, pids []string, ttl, stale time.Duration) error {
 	if len(pids) == 0 {
 		return nil
 	}
-	_, err := st.pool.Exec(ctx, `UPDATE socket_sessions SET expires_at = now() + $2 * interval '1 millisecond'
-		WHERE pid = ANY($1) AND expires_at > now()`, pids, ttl.Milliseconds())
+	_, err := st.pool.Exec(ctx, `UPDATE socket_sessions SET expires_at = now() + $2::int8 * interval '1 millisecond'
+		WHERE pid = ANY($1) AND expires_at > now()
+		  AND expires_at < now() + ($2::int8 - $3::int8) * interval '1 millisecond'`, pids, ttl.Milliseconds(), stale.Milliseconds())
 	if err != nil {
 		return classify("extend sessions", err)
 	}

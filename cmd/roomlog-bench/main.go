@@ -146,7 +146,7 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.StormClients, "storm-clients", 5000, "(f) clients reconnecting after roomlogd is SIGKILLed and restarted")
 	fs.IntVar(&o.StormRooms, "storm-rooms", 100, "(f) rooms the storm clients subscribe to (round-robin)")
 	fs.IntVar(&o.StormEvents, "storm-events", 1000, "(f) events published before the crash")
-	fs.StringVar(&targets, "targets", "roomlog,node,async", "systems to run: roomlog (durable), node (the Node.js socket.io peer), async (roomlog with synchronous_commit off, NOT durable)")
+	fs.StringVar(&targets, "targets", "roomlog,node,async", "systems to run: roomlog (durable), node (the Node.js socket.io peer), async (roomlog with synchronous_commit off, NOT durable), tail (roomlog with the live hand-off off: ROOMLOG_TAIL_ONLY)")
 	fs.StringVar(&o.Only, "only", "", "run only these scenarios, e.g. ab, c, e, d or f (default all: a, b, c, d, e, f)")
 	fs.IntVar(&o.Repeat, "repeat", 1, "runs of every cell per target, in interleaved order (A B C A B C ...); tables print the median")
 	if err := fs.Parse(args); err != nil {

@@ -90,7 +90,7 @@ func runScenarios(ctx context.Context, o scenarioOptions, out, progress io.Write
 	defer os.RemoveAll(tmp)
 	var bin string
 	var nofile uint64
-	if slices.Contains(o.Targets, "roomlog") || slices.Contains(o.Targets, "async") {
+	if slices.ContainsFunc(o.Targets, func(t string) bool { return t != "node" }) {
 		fmt.Fprintln(progress, "building roomlogd (-tags bench)...")
 		if bin, err = buildRoomlogd(ctx, root, tmp); err != nil {
 			return err

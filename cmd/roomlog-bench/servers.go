@@ -248,12 +248,15 @@ func targetName(key string) string {
 		return "node socket.io"
 	case "async":
 		return "roomlog sync_commit=off"
+	case "tail":
+		return "roomlog tail only"
 	}
 	return key
 }
 
 // startTarget starts target key: roomlog (durable roomlogd), async
-// (roomlogd with synchronous_commit off) or node (the peer, started with
+// (roomlogd with synchronous_commit off), tail (durable roomlogd with the
+// live hand-off off: ROOMLOG_TAIL_ONLY) or node (the peer, started with
 // nodeArgs). env ("NAME=value", e.g. ROOMLOG_PPROF_ADDR) is added to the
 // server's environment, whichever it is. A roomlogd gets a fresh database
 // of its own, named after the target and this process so that targets
@@ -262,7 +265,12 @@ func targetName(key string) string {
 // stopping the server.
 func startTarget(ctx context.Context, key, bin, root string, env []string, nodeArgs ...string) (s *server, drop func(), err error) {
 	switch key {
-	case "roomlog", "async":
+	case "roomlog", "async", "tail":
+		if key == "tail" {
+			// The hand-off off: this process's commits reach the sockets
+			// through NOTIFY and the tail, as other processes' do.
+			env = append(slices.Clone(env), "ROOMLOG_TAIL_ONLY=true")
+		}
 		db := fmt.Sprintf("%s_%s_%d", serverDatabase, key, os.Getpid())
 		dbURL, err := namedBenchDatabase(ctx, db)
 		if err != nil {
@@ -274,6 +282,7 @@ func startTarget(ctx context.Context, key, bin, root string, env []string, nodeA
 			drop()
 			return nil, nil, err
 		}
+		s.name = targetName(key)
 		return s, drop, nil
 	case "node":
 		s, err := startPeer(ctx, root, env, nodeArgs...)
@@ -282,7 +291,7 @@ func startTarget(ctx context.Context, key, bin, root string, env []string, nodeA
 		}
 		return s, func() {}, nil
 	default:
-		return nil, nil, fmt.Errorf("unknown target %q (have roomlog, node, async)", key)
+		return nil, nil, fmt.Errorf("unknown target %q (have roomlog, node, async, tail)", key)
 	}
 }
 

@@ -44,6 +44,11 @@ type Config struct {
 	// empty, the default; any non-loopback address is refused, because
 	// profiles expose memory contents and the endpoints cost CPU.
 	PprofAddr string
+	// TailOnly (ROOMLOG_TAIL_ONLY) turns the live hand-off off: this
+	// process's own commits then reach its sockets like everyone else's,
+	// through NOTIFY and the tail. For comparison and diagnosis; the
+	// default (false) hands them over at once.
+	TailOnly bool
 
 	// UnsafeAsyncCommit (ROOMLOG_UNSAFE_ASYNC_COMMIT) turns PostgreSQL's
 	// synchronous_commit off for appends: an acknowledged event can then
@@ -94,6 +99,7 @@ func (c *Config) envVars() []envVar {
 		{"ROOMLOG_RATE_PUBLISH", intVar(&c.RatePublish)},
 		{"ROOMLOG_RATE_SOCKET", intVar(&c.RateSocket)},
 		{"ROOMLOG_PPROF_ADDR", strVar(&c.PprofAddr)},
+		{"ROOMLOG_TAIL_ONLY", boolVar(&c.TailOnly)},
 		// UNSAFE, benchmark builds only: see Config.UnsafeAsyncCommit.
 		{"ROOMLOG_UNSAFE_ASYNC_COMMIT", boolVar(&c.UnsafeAsyncCommit)},
 	}

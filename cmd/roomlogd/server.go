@@ -126,7 +126,10 @@ func (m *Main) Run(ctx context.Context) error {
 	// writer (hand-off) and everything else from the tail; it is wired to
 	// the hub and its Runner below, before it accepts a hand-off.
 	live := &projector.Fanout{OnEmit: met.onEmit, Logger: log}
-	storeCfg := &eventstore.Config{OnCommit: met.onCommit, HandoffAfter: live.Position, Handoff: live.Handoff}
+	storeCfg := &eventstore.Config{OnCommit: met.onCommit}
+	if !cfg.TailOnly {
+		storeCfg.HandoffAfter, storeCfg.Handoff = live.Position, live.Handoff
+	}
 	if cfg.UnsafeAsyncCommit {
 		// Only a -tags bench build gets here (Config.validate).
 		log.Warn("UNSAFE: ROOMLOG_UNSAFE_ASYNC_COMMIT is set: synchronous_commit is off, acknowledged events can be lost in a crash; benchmarks only")

@@ -64,8 +64,8 @@ type SessionStore interface {
 	// LoadSession returns the unexpired session pid, false if none.
 	LoadSession(ctx context.Context, pid string) (eventstore.SocketSession, bool, error)
 	// ExtendSessions pushes the unexpired sessions pids to expire ttl from
-	// now.
-	ExtendSessions(ctx context.Context, pids []string, ttl time.Duration) error
+	// now, except those that already expire after now + ttl - stale.
+	ExtendSessions(ctx context.Context, pids []string, ttl, stale time.Duration) error
 	// DeleteSession removes session pid.
 	DeleteSession(ctx context.Context, pid string) error
 	// PruneSessions deletes up to limit expired sessions.
@@ -153,7 +153,16 @@ func (h *Hub) sessionLoop(ctx context.Context) {
 			}
 		}
 		h.mu.RUnlock()
-		if err := h.sessions.ExtendSessions(ctx, pids, h.cfg.RecoveryWindow); err != nil && ctx.Err() == nil {
+		// With a long window a live session is rewritten once per 1% of
+		// it, not at every period (a 24-hour window: every 14 minutes,
+		// not every 5 seconds): a process that dies still leaves its
+		// sessions 99% of the window. Short windows are rewritten at
+		// every period.
+		var stale time.Duration
+		if w := h.cfg.RecoveryWindow / 100; w > every {
+			stale = w
+		}
+		if err := h.sessions.ExtendSessions(ctx, pids, h.cfg.RecoveryWindow, stale); err != nil && ctx.Err() == nil {
 			h.logger.ErrorContext(ctx, "extend recovery sessions", "error", err)
 		}
 		if _, err := h.sessions.PruneSessions(ctx, 1000); err != nil && ctx.Err() == nil {
@@ -233,7 +242,7 @@ func (c *conn) endSession(reason string) {
 		c.sessionGone = true
 		err = c.h.sessions.DeleteSession(ctx, c.pid)
 	default:
-		err = c.h.sessions.ExtendSessions(ctx, []string{c.pid}, c.h.cfg.RecoveryWindow)
+		err = c.h.sessions.ExtendSessions(ctx, []string{c.pid}, c.h.cfg.RecoveryWindow, 0)
 	}
 	if err != nil {
 		c.h.logger.Error("update recovery session after disconnect", "socket", c.id, "error", err)
