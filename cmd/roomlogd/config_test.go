@@ -80,3 +80,38 @@ func TestLoadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigTailOnly: the live hand-off is on unless ROOMLOG_TAIL_ONLY
+// turns it off; a value that is not a boolean names the variable.
+func TestConfigTailOnly(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		value   string
+		want    bool
+		wantErr bool
+	}{
+		{"", false, false},
+		{"true", true, false},
+		{"false", false, false},
+		{"sometimes", false, true},
+	}
+	for _, tt := range tests {
+		vars := map[string]string{
+			"ROOMLOG_FRONTEND_URL": "http://localhost:3000",
+			"ROOMLOG_JWT_SECRET":   strings.Repeat("s", 32),
+		}
+		if tt.value != "" {
+			vars["ROOMLOG_TAIL_ONLY"] = tt.value
+		}
+		c, err := LoadConfig(func(k string) string { return vars[k] }, nil)
+		if tt.wantErr {
+			if err == nil || !strings.Contains(err.Error(), "ROOMLOG_TAIL_ONLY") {
+				t.Errorf("ROOMLOG_TAIL_ONLY=%q: error %v, want one naming the variable", tt.value, err)
+			}
+			continue
+		}
+		if err != nil || c.TailOnly != tt.want {
+			t.Errorf("ROOMLOG_TAIL_ONLY=%q: TailOnly %v, %v; want %v", tt.value, c.TailOnly, err, tt.want)
+		}
+	}
+}
