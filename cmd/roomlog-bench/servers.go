@@ -133,6 +133,10 @@ func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, ad
 		"ROOMLOG_LOG_LEVEL=warn",
 		"ROOMLOG_ENV=development",
 		fmt.Sprintf("ROOMLOG_UNSAFE_ASYNC_COMMIT=%t", asyncCommit),
+		// Up to three roomlogds run side by side on one PostgreSQL server
+		// (default max_connections 100); the default pool of 32 each would
+		// exhaust it during a burst of subscribes.
+		"ROOMLOG_DB_MAX_CONNS=20",
 	)
 	cmd.Env = append(cmd.Env, env...)
 	logs := &lockedBuffer{}
