@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"time"
 )
 
 // The tail's horizon.
@@ -92,9 +93,65 @@ var oldestWriterSQL = writerLocksCTE + `, r AS (SELECT pg_current_xact_id()::tex
 	SELECT pg_snapshot_xmin(pg_current_snapshot()) >= pg_current_xact_id()
 	    OR NOT EXISTS (SELECT 1 FROM w, r WHERE ` + fullXid("w.x32", "r.ref") + ` < r.ref)`
 
-// writerHorizon returns the writer horizon now. Read below it in a later
-// statement.
+// writerHorizon returns a writer horizon computed after the call began;
+// read below it in a later statement. Concurrent callers share one query:
+// a caller joins the next query that has not started yet, so every caller
+// still gets a horizon computed after it arrived (which the readers'
+// arguments need), while a reconnect storm of thousands of recoveries, or
+// every projection waking at one NOTIFY, costs a few queries instead of
+// one each.
 func (s *Store) writerHorizon(ctx context.Context) (uint64, error) {
+	s.hmu.Lock()
+	c := s.hNext
+	if c == nil {
+		c = &horizonCall{done: make(chan struct{})}
+		s.hNext = c
+	}
+	s.hmu.Unlock()
+	for {
+		select {
+		case <-c.done:
+			return c.v, c.err
+		case <-ctx.Done():
+			return 0, classify("writer horizon", ctx.Err())
+		case s.hRun <- struct{}{}:
+		}
+		// This caller may run a query now; run c unless another waiter of c
+		// already did.
+		s.hmu.Lock()
+		run := !c.started
+		c.started = true
+		if s.hNext == c {
+			s.hNext = nil // c starts: later callers need a later query
+		}
+		s.hmu.Unlock()
+		if run {
+			// Shared: one caller's cancellation must not fail the others.
+			qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), horizonTimeout)
+			c.v, c.err = s.queryHorizon(qctx)
+			cancel()
+			close(c.done)
+		}
+		<-s.hRun
+		if run {
+			return c.v, c.err
+		}
+	}
+}
+
+// horizonTimeout bounds the shared horizon query.
+const horizonTimeout = 10 * time.Second
+
+// horizonCall is one writer-horizon query shared by the callers that
+// joined it before it started.
+type horizonCall struct {
+	done    chan struct{}
+	started bool // guarded by Store.hmu
+	v       uint64
+	err     error
+}
+
+func (s *Store) queryHorizon(ctx context.Context) (uint64, error) {
 	var h int64
 	if err := s.pool.QueryRow(ctx, writerHorizonSQL, roomLockClass).Scan(&h); err != nil {
 		return 0, classify("writer horizon", err)

@@ -598,12 +598,7 @@ func (rb *Rebuild) createShadow(ctx context.Context) error {
 	rb.pool = pool
 	// Not started: a shadow store reads the log and writes read models,
 	// never appends.
-	rb.shadow = &Store{
-		pool:   pool,
-		logger: rb.live.logger.With("rebuild", rb.name),
-		cfg:    rb.live.cfg,
-		stopCh: make(chan struct{}),
-	}
+	rb.shadow = New(pool, rb.live.logger.With("rebuild", rb.name), &rb.live.cfg)
 	return nil
 }
 

@@ -83,6 +83,12 @@ type Store struct {
 
 	queue chan *submission
 
+	// The shared writer-horizon query (horizon.go): hNext is the query
+	// callers join until it starts; hRun lets one run at a time.
+	hmu   sync.Mutex
+	hNext *horizonCall
+	hRun  chan struct{}
+
 	mu      sync.Mutex
 	started bool
 	stopped bool
@@ -102,6 +108,7 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg *Config) *Store {
 		logger: logger.With("subsystem", "eventstore"),
 		cfg:    c,
 		queue:  make(chan *submission, c.QueueSize),
+		hRun:   make(chan struct{}, 1),
 		stopCh: make(chan struct{}),
 	}
 }

@@ -296,3 +296,42 @@ func TestAppendTxRules(t *testing.T) {
 		}
 	})
 }
+
+// TestTailSharedHorizon: many concurrent readers share writer-horizon
+// queries, yet each reads below a horizon computed after it was called:
+// every reader started after an append returned sees that append.
+func TestTailSharedHorizon(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := eventstoretest.New(t)
+	s := newStore(t, pool, nil)
+	start, err := s.TailStart(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 20 {
+		res, err := s.Append(ctx, req("x-round", fmt.Sprintf(`{"r":%d}`, round), "user-a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for range 32 {
+			wg.Go(func() {
+				got, err := s.ReadTail(ctx, start, 1000)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(got) == 0 || got[len(got)-1].ID != res.EventID {
+					errs <- fmt.Errorf("round %d: a reader started after the append returned did not see it (%d rows)", round, len(got))
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+}
