@@ -227,7 +227,7 @@ type recoveryRun struct {
 	ack  time.Duration // reconnect -> CONNECT ack with the old pid
 	took time.Duration // reconnect -> the last missed event received
 	// oldestXact is the cluster's oldest xid-holding transaction seen
-	// during the replay (the replay reads below the xmin horizon too).
+	// during the replay (the replay reads below the writer horizon).
 	oldestXact xactSample
 }
 

@@ -288,7 +288,7 @@ func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, target
 	}
 	fmt.Fprintf(out, "each cell: %v warmup + %v measured, open loop, latency from the scheduled send time to receipt by each subscriber (log-bucket histogram, ~3%% precision); %s (loss: the worst run; pub errors: the sum);\n", o.Warmup, o.Duration, runsNote(o.Repeat))
 	fmt.Fprintf(out, "publishes through roomlog's REST API (durable: acknowledged after COMMIT) or the Node peer's POST /publish; ~200-byte payload; loss = expected deliveries not received before 5 s pass with none arriving (at most %v after the last publish);\n", defaultDrainLimit)
-	fmt.Fprintf(out, "oldest xact: the oldest transaction holding an xid anywhere on the PostgreSQL cluster while measuring (worst run; sampled every 100 ms): it holds back the xmin horizon roomlog's tail waits for\n\n")
+	fmt.Fprintf(out, "oldest xact: the oldest transaction holding an xid anywhere on the PostgreSQL cluster while measuring (worst run; sampled every 100 ms); roomlog's tail waits only for those that write events (the writer horizon), but any old transaction hints at a busy or shared cluster\n\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	hdr := "scenario\ttarget\tpub/s\tdeliveries/s\tp50\tp99\tp99.9\tmax\tpub ack p99\tloss\tpub errors\tconnect\toldest xact\tvs node p50/p99\t"
 	if o.Repeat > 1 {

@@ -10,10 +10,11 @@ import (
 )
 
 // xactWatch samples the age of the oldest transaction holding a
-// transaction id anywhere on the PostgreSQL cluster (any database). Such a
-// transaction holds back pg_snapshot_xmin, below which roomlog's tail
-// reads (README, "A tail that never skips"), so it shows when a delivery
-// tail is the cluster's doing rather than roomlogd's. A nil *xactWatch
+// transaction id anywhere on the PostgreSQL cluster (any database).
+// roomlog's tail waits only for transactions that write events (the writer
+// horizon, README "A tail that never skips"; before that it waited for
+// pg_snapshot_xmin, i.e. for all of them), so an old one now shows a busy
+// or shared cluster rather than a stalled tail. A nil *xactWatch
 // samples nothing. Not safe for concurrent use: one cell at a time.
 type xactWatch struct {
 	conn *pgx.Conn
