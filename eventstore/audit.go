@@ -124,17 +124,19 @@ func (q AuditQuery) validate() error {
 // auditSQL builds the statement and its arguments. Every value the caller
 // chose is a bound parameter; the only text that varies is chosen from fixed
 // fragments below, so no input can reach the SQL text.
-func (q AuditQuery) auditSQL(limit int) (string, []any) {
+//
+// writers is the writer horizon computed before the statement runs (see
+// horizon.go): the tail rule of ReadTail, only rows below it. That set
+// never gains a member, so a cursor that advances through it never skips a
+// late-committing row.
+func (q AuditQuery) auditSQL(limit int, writers uint64) (string, []any) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
-	// The tail rule (see ReadTail): only rows whose transaction is older
-	// than every running transaction. That set never gains a member, so a
-	// cursor that advances through it never skips a late-committing row.
-	where = append(where, "e.txid < pg_snapshot_xmin(pg_current_snapshot())")
+	where = append(where, "e.txid < "+arg(strconv.FormatUint(writers, 10))+"::text::xid8")
 	if q.Horizon != 0 {
 		where = append(where, "e.txid < "+arg(strconv.FormatUint(q.Horizon, 10))+"::text::xid8")
 	}
@@ -196,9 +198,13 @@ func (s *Store) Audit(ctx context.Context, q AuditQuery) (AuditPage, error) {
 		return AuditPage{}, err
 	}
 	limit := clampLimit(q.Limit)
-	sql, args := q.auditSQL(limit + 1)
+	writers, err := s.writerHorizon(ctx)
+	if err != nil {
+		return AuditPage{}, fmt.Errorf("audit: %w", err)
+	}
+	sql, args := q.auditSQL(limit+1, writers)
 	var page AuditPage
-	err := s.readOnly(ctx, q.Timeout, func(tx pgx.Tx) error {
+	err = s.readOnly(ctx, q.Timeout, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, sql, args...)
 		if err != nil {
 			return err
@@ -227,16 +233,17 @@ func (s *Store) Audit(ctx context.Context, q AuditQuery) (AuditPage, error) {
 // AuditHorizon returns a fixed horizon for a read of "everything committed
 // so far": every row committed before the call has a transaction id below
 // it, and no row below it can appear later. It takes the current snapshot's
-// xmax and waits, polling and bounded by ctx, until every transaction below
-// that xmax has ended (a long transaction elsewhere in the cluster makes it
-// wait). Pass it as AuditQuery.Horizon to every page of an export, or use
+// xmax and waits, polling and bounded by ctx, until the writer horizon
+// (horizon.go) has reached it: every transaction below that xmax that could
+// write events has ended (a long event-writing transaction makes it wait;
+// other transactions do not). Pass it as AuditQuery.Horizon to every page of an export, or use
 // it to stop a tail read at a consistent end.
 //
 // The wait is bounded by HorizonMaxWait: if older transactions are still
 // running then, the horizon is the oldest of them, so the read stays
 // consistent and simply ends before their rows (a later read finds them).
 func (s *Store) AuditHorizon(ctx context.Context) (uint64, error) {
-	var xmax, xmin string
+	var xmax string
 	if err := s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text").Scan(&xmax); err != nil {
 		return 0, classify("audit horizon", err)
 	}
@@ -247,12 +254,9 @@ func (s *Store) AuditHorizon(ctx context.Context) (uint64, error) {
 	wait := 2 * time.Millisecond
 	deadline := time.Now().Add(HorizonMaxWait)
 	for {
-		if err := s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text").Scan(&xmin); err != nil {
-			return 0, classify("audit horizon", err)
-		}
-		x, err := strconv.ParseUint(xmin, 10, 64)
+		x, err := s.writerHorizon(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("audit horizon: parse xmin %q: %w", xmin, err)
+			return 0, fmt.Errorf("audit horizon: %w", err)
 		}
 		if x >= h {
 			return h, nil

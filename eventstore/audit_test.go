@@ -316,3 +316,38 @@ func TestAuditStatementTimeout(t *testing.T) {
 		t.Fatalf("err = %v, want query timed out", err)
 	}
 }
+
+// TestAuditHorizonIgnoresNonWriters: a transaction that cannot write events
+// (here one holding a transaction id in another database) does not cut an
+// export short: the horizon taken after an append includes it.
+func TestAuditHorizonIgnoresNonWriters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := eventstoretest.New(t)
+	other := eventstoretest.New(t)
+	s := newStore(t, pool, nil)
+	tx, err := other.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	var xid string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Append(ctx, req("x-after", `{}`, "user-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	horizon, err := s.AuditHorizon(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.Audit(ctx, eventstore.AuditQuery{Horizon: horizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) != 1 || page.Events[0].ID != res.EventID {
+		t.Fatalf("export up to the horizon = %v, want the appended row (a non-writer older than it must not hold the horizon back)", seqsOf(page.Events))
+	}
+}
