@@ -16,7 +16,7 @@ PKGS        ?= ./...
 GOTESTFLAGS ?= -race
 TEST_TIMEOUT ?= 9m
 FAULTS_TIMEOUT ?= 30m
-FUZZTIME    ?= 10s
+FUZZTIME    ?= 50000x
 BENCH_ARGS  ?= all
 
 # DEVELOPMENT-ONLY defaults for `make run`; exported only when the variable is unset.
@@ -111,7 +111,7 @@ bench: ## Benchmarks: go run ./cmd/roomlog-bench BENCH_ARGS (default: all = appe
 	set -x
 	$(GO) run ./cmd/roomlog-bench $(BENCH_ARGS)
 
-fuzz: ## Run every Fuzz* target for FUZZTIME (default 10s) each
+fuzz: ## Run every Fuzz* target for FUZZTIME (default 50000x: iterations, not seconds) each
 	@$(test_db_env)
 	# `go test -list` prints each package's matching names, then "ok <pkg> <time>".
 	targets=$$($(GO) test -list '^Fuzz' $(PKGS) | awk '/^Fuzz/ {n[++c] = $$1; next} /^ok/ {for (i = 1; i <= c; i++) print $$2 " " n[i]; c = 0}')
