@@ -48,6 +48,10 @@ type Fanout struct {
 	// emitted, so the tail Runner can skip reading those events again
 	// (Runner.Advance).
 	Advance func(pos domain.Position)
+	// OnHandoff, if set, is called after each hand-off with the number of
+	// its events the fan-out emitted (0 when it was refused or the tail
+	// had emitted them all already); for metrics. It must not block.
+	OnHandoff func(emitted int)
 	// Logger receives hand-off errors. Default: discard.
 	Logger *slog.Logger
 
@@ -81,7 +85,8 @@ func (f *Fanout) Position() (domain.Position, bool) {
 func (f *Fanout) Handle(ctx context.Context, batch []domain.Delivery, _ domain.Position) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.emitLocked(ctx, batch)
+	_, err := f.emitLocked(ctx, batch)
+	return err
 }
 
 // Handoff emits events, a complete stretch of the tail that starts right
@@ -93,11 +98,17 @@ func (f *Fanout) Handoff(ctx context.Context, after domain.Position, events []do
 	f.mu.Lock()
 	if !f.ready || f.pos.Less(after) || len(events) == 0 {
 		f.mu.Unlock()
+		if f.OnHandoff != nil {
+			f.OnHandoff(0)
+		}
 		return
 	}
-	err := f.emitLocked(ctx, events)
+	n, err := f.emitLocked(ctx, events)
 	pos := f.pos
 	f.mu.Unlock()
+	if f.OnHandoff != nil {
+		f.OnHandoff(n)
+	}
 	if err != nil {
 		if f.Logger != nil {
 			f.Logger.ErrorContext(ctx, "live hand-off failed; the tail delivers the rest", "error", err)
@@ -109,19 +120,22 @@ func (f *Fanout) Handoff(ctx context.Context, after domain.Position, events []do
 	}
 }
 
-// emitLocked emits the events after f.pos, in order; f.mu is held.
-func (f *Fanout) emitLocked(ctx context.Context, events []domain.Delivery) error {
+// emitLocked emits the events after f.pos, in order, and returns how many
+// it emitted; f.mu is held.
+func (f *Fanout) emitLocked(ctx context.Context, events []domain.Delivery) (int, error) {
+	n := 0
 	for _, d := range events {
 		if f.ready && !f.pos.Less(d.Position) {
 			continue // emitted already, by the other path
 		}
 		if err := f.Emitter.Emit(ctx, d); err != nil {
-			return err
+			return n, err
 		}
+		n++
 		f.pos, f.ready = d.Position, true
 		if f.OnEmit != nil {
 			f.OnEmit(d)
 		}
 	}
-	return nil
+	return n, nil
 }

@@ -59,6 +59,7 @@ func TestFanoutPaths(t *testing.T) {
 		steps    []step
 		want     []domain.Position
 		advanced domain.Position
+		handed   int // events OnHandoff reported emitted
 	}{
 		{
 			name:  "hand-off before StartAt is refused",
@@ -69,13 +70,13 @@ func TestFanoutPaths(t *testing.T) {
 			start:    &domain.Position{Txid: 9},
 			steps:    []step{{handoff: []domain.Delivery{ev(10, 1), ev(10, 2)}, after: pos(9, 0)}, {tail: []domain.Delivery{ev(10, 1), ev(10, 2), ev(11, 3)}}},
 			want:     []domain.Position{pos(10, 1), pos(10, 2), pos(11, 3)},
-			advanced: pos(10, 2),
+			advanced: pos(10, 2), handed: 2,
 		},
 		{
 			name:  "tail first, then an overlapping hand-off",
 			start: &domain.Position{Txid: 9},
 			steps: []step{{tail: []domain.Delivery{ev(10, 1)}}, {handoff: []domain.Delivery{ev(10, 1), ev(12, 5)}, after: pos(9, 0)}},
-			want:  []domain.Position{pos(10, 1), pos(12, 5)}, advanced: pos(12, 5),
+			want:  []domain.Position{pos(10, 1), pos(12, 5)}, advanced: pos(12, 5), handed: 1,
 		},
 		{
 			name:  "a hand-off from beyond the emitted position would leave a gap",
@@ -95,7 +96,8 @@ func TestFanoutPaths(t *testing.T) {
 			t.Parallel()
 			em := &recordingEmitter{}
 			var advanced domain.Position
-			f := &projector.Fanout{Emitter: em, Advance: func(p domain.Position) { advanced = p }}
+			handed := 0
+			f := &projector.Fanout{Emitter: em, Advance: func(p domain.Position) { advanced = p }, OnHandoff: func(n int) { handed += n }}
 			if tt.start != nil {
 				f.StartAt(*tt.start)
 			}
@@ -114,6 +116,9 @@ func TestFanoutPaths(t *testing.T) {
 			}
 			if advanced != tt.advanced {
 				t.Fatalf("advanced to %v, want %v", advanced, tt.advanced)
+			}
+			if handed != tt.handed {
+				t.Fatalf("OnHandoff counted %d emitted events, want %d", handed, tt.handed)
 			}
 		})
 	}

@@ -29,6 +29,7 @@ type metrics struct {
 	published       *prometheus.CounterVec
 	fanoutLag       prometheus.Histogram
 	fanoutEmitted   prometheus.Counter
+	fanoutHandoff   prometheus.Counter
 	catchUpRequests prometheus.Counter
 	catchUpEvents   prometheus.Histogram
 	httpDuration    *prometheus.HistogramVec
@@ -69,6 +70,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "roomlog_fanout_emitted_total",
 			Help: "Room deliveries (event × room) the live fan-out handed to the Socket.IO hub.",
 		}),
+		fanoutHandoff: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomlog_fanout_handoff_events_total",
+			Help: "Room deliveries the live fan-out emitted from this process's own commits by hand-off, without waiting for NOTIFY and the tail (a part of roomlog_fanout_emitted_total).",
+		}),
 		catchUpRequests: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "roomlog_http_catchup_requests_total",
 			Help: "REST catch-up reads (GET /api/v1/rooms/{room}/events and POST /api/v1/catch-up).",
@@ -86,7 +91,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.commitDuration, m.commitRows, m.commitSubmits, m.published, m.fanoutLag,
-		m.fanoutEmitted, m.catchUpRequests, m.catchUpEvents, m.httpDuration,
+		m.fanoutEmitted, m.fanoutHandoff, m.catchUpRequests, m.catchUpEvents, m.httpDuration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -111,6 +116,9 @@ func (m *metrics) onCommit(submissions, rows int, took time.Duration) {
 	m.commitRows.Observe(float64(rows))
 	m.commitSubmits.Observe(float64(submissions))
 }
+
+// onHandoff is projector.Fanout.OnHandoff.
+func (m *metrics) onHandoff(emitted int) { m.fanoutHandoff.Add(float64(emitted)) }
 
 // onEmit is projector.Fanout.OnEmit.
 func (m *metrics) onEmit(d domain.Delivery) {

@@ -68,6 +68,7 @@ func TestMetrics(t *testing.T) {
 		`roomlog_http_published_events_total{type="extension"}`,
 		"roomlog_fanout_lag_seconds_count",
 		"roomlog_fanout_emitted_total",
+		"roomlog_fanout_handoff_events_total",
 		"roomlog_socketio_sockets",
 		"roomlog_socketio_deliveries_total",
 		"roomlog_socketio_slow_disconnects_total",

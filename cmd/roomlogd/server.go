@@ -125,7 +125,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// The live fan-out takes this process's commits straight from the
 	// writer (hand-off) and everything else from the tail; it is wired to
 	// the hub and its Runner below, before it accepts a hand-off.
-	live := &projector.Fanout{OnEmit: met.onEmit, Logger: log}
+	live := &projector.Fanout{OnEmit: met.onEmit, OnHandoff: met.onHandoff, Logger: log}
 	storeCfg := &eventstore.Config{OnCommit: met.onCommit}
 	if !cfg.TailOnly {
 		storeCfg.HandoffAfter, storeCfg.Handoff = live.Position, live.Handoff
