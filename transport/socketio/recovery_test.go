@@ -355,7 +355,10 @@ func TestRecoveryRevokedRoom(t *testing.T) {
 	node := startNode(t)
 	const chat = domain.Room("chat-rv1")
 	grant(t, srv.Store, chat, "vu1")
-	c := node.connect("rv", srv.URL, recOpts(token(t, "vu1"), 800*time.Millisecond))
+	// The client reconnects after 3 s: the membership model must have
+	// applied the removal by then (under load it has taken over 2 s), or
+	// the recovery would rightly restore a room the user still had.
+	c := node.connect("rv", srv.URL, recOpts(token(t, "vu1"), 3*time.Second))
 	c.connected(t)
 	c.mustOK(t, socketio.EventJoinChatRoom, "rv1")
 	c.mustOK(t, socketio.EventJoinUserRoom, "vu1")
