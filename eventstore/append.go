@@ -301,6 +301,9 @@ type appended struct {
 	// (see Config.Handoff); nil otherwise.
 	handoff      []domain.Delivery
 	handoffAfter domain.Position
+	// handoffTried says the commit tried the hand-off (and its NOTIFY
+	// said so), whether or not it could hand off.
+	handoffTried bool
 }
 
 // appendInTx writes subs in tx. It returns per-submission results and
@@ -563,6 +566,7 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 	handoff := false
 	if ownTx && len(evIDs) > 0 && s.cfg.Handoff != nil && s.cfg.HandoffAfter != nil {
 		out.handoffAfter, handoff = s.cfg.HandoffAfter()
+		out.handoffTried = handoff
 	}
 	if handoff {
 		b.Queue(oldestWriterSQL, roomLockClass)
@@ -574,7 +578,7 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 			LIMIT $3`, strconv.FormatUint(out.handoffAfter.Txid, 10), out.handoffAfter.ID, len(evIDs)+handoffLimit)
 	}
 	if len(evIDs) > 0 {
-		b.Queue("SELECT pg_notify($1, '')", NotifyChannel)
+		b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(handoff))
 	}
 	if ownTx {
 		b.Queue("COMMIT")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,7 +78,9 @@ func TestHandoff(t *testing.T) {
 	rec.after = start
 	// One writer, so that each Append's hand-off happens before the next
 	// Append is written.
-	s := newStore(t, pool, &eventstore.Config{Writers: 1, HandoffAfter: rec.position, Handoff: rec.handoff})
+	var missed atomic.Int32
+	s := newStore(t, pool, &eventstore.Config{Writers: 1, HandoffAfter: rec.position, Handoff: rec.handoff,
+		HandoffMissed: func() { missed.Add(1) }})
 
 	// 1. A lone commit hands off its own rows, as the tail reads them.
 	res, err := s.Append(ctx, req("x-one", `{"n":1}`, "user-a", "user-b"))
@@ -122,6 +125,9 @@ func TestHandoff(t *testing.T) {
 	rec.mu.Lock()
 	calls := len(rec.calls)
 	rec.mu.Unlock()
+	if m := missed.Load(); m != 1 {
+		t.Fatalf("HandoffMissed called %d times, want once (for the commit behind the older transaction)", m)
+	}
 	if calls != 2 {
 		for _, c := range rec.calls {
 			t.Logf("call: %v %v", positions(c), c[0].Type)
@@ -142,6 +148,47 @@ func TestHandoff(t *testing.T) {
 	for i, d := range got {
 		if d.Type != want[i] {
 			t.Fatalf("hand-off order: row %d is %s, want %s", i, d.Type, want[i])
+		}
+	}
+}
+
+// TestListenNotices: a listener can tell its own store's hand-off commits
+// (whose consumer needs no wake-up) from everything else.
+func TestListenNotices(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := eventstoretest.New(t)
+	own := newStore(t, pool, &eventstore.Config{
+		HandoffAfter: func() (domain.Position, bool) { return domain.Position{}, true },
+		Handoff:      func(context.Context, domain.Position, []domain.Delivery) {},
+	})
+	other := newStore(t, pool, nil) // another process, or a hand-off turned off
+	notices := make(chan eventstore.Notice, 16)
+	go own.ListenNotices(ctx, func(n eventstore.Notice) { notices <- n })
+	next := func() eventstore.Notice {
+		t.Helper()
+		select {
+		case n := <-notices:
+			return n
+		case <-time.After(10 * time.Second):
+			t.Fatal("no notice")
+			return eventstore.Notice{}
+		}
+	}
+	if n := next(); n.HandedOff {
+		t.Fatal("the wake-up after connecting says handed off")
+	}
+	for _, tc := range []struct {
+		name string
+		s    *eventstore.Store
+		want bool
+	}{{"own commit", own, true}, {"other store's commit", other, false}} {
+		if _, err := tc.s.Append(ctx, req("x-notice", `{}`, "user-a")); err != nil {
+			t.Fatal(err)
+		}
+		if n := next(); n.HandedOff != tc.want {
+			t.Fatalf("%s: HandedOff = %v, want %v", tc.name, n.HandedOff, tc.want)
 		}
 	}
 }

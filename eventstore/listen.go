@@ -16,6 +16,21 @@ import (
 // wake must not block; a typical wake does a non-blocking send on a
 // buffered channel of size one.
 func (s *Store) Listen(ctx context.Context, wake func()) {
+	s.ListenNotices(ctx, func(Notice) { wake() })
+}
+
+// Notice is one wake-up of ListenNotices.
+type Notice struct {
+	// HandedOff says the notification came from a group commit of this
+	// store that tried the hand-off (Config.Handoff): the hand-off
+	// consumer got its events already or was told to read them
+	// (Config.HandoffMissed), so it need not be woken. False for other
+	// processes' commits, AppendTx, and reconnects.
+	HandedOff bool
+}
+
+// ListenNotices is Listen, telling each wake-up what it is about.
+func (s *Store) ListenNotices(ctx context.Context, wake func(Notice)) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		err := s.listenOnce(ctx, wake, func() { backoff = 50 * time.Millisecond })
@@ -33,7 +48,16 @@ func (s *Store) Listen(ctx context.Context, wake func()) {
 	}
 }
 
-func (s *Store) listenOnce(ctx context.Context, wake func(), connected func()) error {
+// noticePayload is the NOTIFY payload of a group commit: this store's
+// hand-off mark if it tried the hand-off, else empty.
+func (s *Store) noticePayload(triedHandoff bool) string {
+	if triedHandoff {
+		return "handoff:" + s.id
+	}
+	return ""
+}
+
+func (s *Store) listenOnce(ctx context.Context, wake func(Notice), connected func()) error {
 	cfg := s.pool.Config().ConnConfig.Copy()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -46,11 +70,13 @@ func (s *Store) listenOnce(ctx context.Context, wake func(), connected func()) e
 	connected()
 	// Re-query after every (re)connect: anything notified while we were
 	// away must still be found.
-	wake()
+	wake(Notice{})
+	mine := s.noticePayload(true)
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		wake()
+		wake(Notice{HandedOff: n.Payload == mine})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/roomlog/roomlog/domain"
@@ -49,6 +50,12 @@ type Config struct {
 	HandoffAfter func() (after domain.Position, ok bool)
 	// Handoff receives a committed stretch of the log; see HandoffAfter.
 	Handoff func(ctx context.Context, after domain.Position, events []domain.Delivery)
+	// HandoffMissed, if set, is called after a group commit whose events
+	// the hand-off could not take (an older writer was still running):
+	// the consumer must read them from the tail now. Its NOTIFY says
+	// "handed off" (Notice.HandedOff) either way, so that a listener need
+	// not wake the consumer for every commit of its own process.
+	HandoffMissed func()
 	// Now returns the current time; tests may pin it. Default time.Now.
 	Now func() time.Time
 }
@@ -82,6 +89,8 @@ type Store struct {
 	cfg    Config
 
 	queue chan *submission
+	// id tells this store's own hand-off notifications apart (Notice).
+	id string
 
 	// The shared writer-horizon query (horizon.go): hNext is the query
 	// callers join until it starts; hRun lets one run at a time.
@@ -108,6 +117,7 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg *Config) *Store {
 		logger: logger.With("subsystem", "eventstore"),
 		cfg:    c,
 		queue:  make(chan *submission, c.QueueSize),
+		id:     uuid.NewString(),
 		hRun:   make(chan struct{}, 1),
 		stopCh: make(chan struct{}),
 	}

@@ -109,8 +109,11 @@ func (s *Store) commit(ctx context.Context, subs []*submission) error {
 	for i, sub := range subs {
 		sub.finish(results[i], subErrs[i])
 	}
-	if out.handoff != nil {
+	switch {
+	case out.handoff != nil:
 		s.cfg.Handoff(ctx, out.handoffAfter, out.handoff)
+	case out.handoffTried && s.cfg.HandoffMissed != nil:
+		s.cfg.HandoffMissed()
 	}
 	return nil
 }

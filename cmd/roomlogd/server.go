@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,8 +53,11 @@ type Main struct {
 	hub      *socketio.Hub
 	registry *projector.Registry
 	fanout   *projector.Runner
-	server   *http.Server
-	listener net.Listener
+	// fanoutRunner is fanout for the store's writer goroutines, which
+	// start before it exists (Config.HandoffMissed).
+	fanoutRunner atomic.Pointer[projector.Runner]
+	server       *http.Server
+	listener     net.Listener
 	// pprof serves net/http/pprof when Config.PprofAddr is set.
 	pprof *http.Server
 
@@ -129,6 +133,13 @@ func (m *Main) Run(ctx context.Context) error {
 	storeCfg := &eventstore.Config{OnCommit: met.onCommit}
 	if !cfg.TailOnly {
 		storeCfg.HandoffAfter, storeCfg.Handoff = live.Position, live.Handoff
+		// A commit the hand-off could not take is read from the tail at
+		// once (its NOTIFY does not wake the fan-out; see below).
+		storeCfg.HandoffMissed = func() {
+			if r := m.fanoutRunner.Load(); r != nil {
+				r.Wake()
+			}
+		}
 	}
 	if cfg.UnsafeAsyncCommit {
 		// Only a -tags bench build gets here (Config.validate).
@@ -208,13 +219,19 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("start fan-out: %w", err)
 	}
 	m.fanout = fanout
+	m.fanoutRunner.Store(fanout)
 	listenCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.listenCancel = cancel
 	m.bg.Add(1)
 	go func() {
 		defer m.bg.Done()
-		m.store.Listen(listenCtx, func() {
-			m.fanout.Wake()
+		m.store.ListenNotices(listenCtx, func(n eventstore.Notice) {
+			// This process's own commits reached the fan-out by hand-off
+			// (or HandoffMissed woke it): waking it would only re-read
+			// the tail for nothing, several times, on every publish.
+			if !n.HandedOff {
+				m.fanout.Wake()
+			}
 			m.registry.Wake()
 		})
 	}()
