@@ -73,9 +73,9 @@ func sampleValue(f domain.FieldSpec) any {
 func TestCatalogueDelivery(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t, newDB(t), serverOpts{Membership: true})
-	grant(t, srv.Store, "request-r1", "b1", "s1")
-	grant(t, srv.Store, "chat-c1", "b1", "s1")
-	grant(t, srv.Store, "template-checkout-t1", "b1")
+	srv.grant(t, "request-r1", "b1", "s1")
+	srv.grant(t, "chat-c1", "b1", "s1")
+	srv.grant(t, "template-checkout-t1", "b1")
 	node := startNode(t)
 
 	b1 := node.connect("b1", srv.URL, wsOpts(token(t, "b1", domain.RoleBuyer)),

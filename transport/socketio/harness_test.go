@@ -257,9 +257,11 @@ func appendEvent(t testing.TB, s *eventstore.Store, typ string, payload string, 
 }
 
 // grant makes users members of a shared room through the log and waits
-// until the membership model has them.
-func grant(t testing.TB, s *eventstore.Store, room domain.Room, users ...string) {
+// until the membership model has them and the server's fan-out has passed
+// the grants, so that a socket joining afterwards starts after them.
+func (srv *server) grant(t testing.TB, room domain.Room, users ...string) {
 	t.Helper()
+	s := srv.Store
 	for _, u := range users {
 		appendEvent(t, s, domain.EventRoomMemberAdded, fmt.Sprintf(`{"userId":%q}`, u), room)
 	}
@@ -275,6 +277,7 @@ func grant(t testing.TB, s *eventstore.Store, room domain.Room, users ...string)
 		}
 		return nil
 	})
+	srv.settled(t, room)
 }
 
 // settled waits until the server's fan-out has passed room's last event,

@@ -11,9 +11,9 @@ import (
 func TestJoins(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t, newDB(t), serverOpts{Membership: true})
-	grant(t, srv.Store, "request-r1", "b1", "s1")
-	grant(t, srv.Store, "chat-c1", "b1", "s1")
-	grant(t, srv.Store, "template-checkout-t1", "b1")
+	srv.grant(t, "request-r1", "b1", "s1")
+	srv.grant(t, "chat-c1", "b1", "s1")
+	srv.grant(t, "template-checkout-t1", "b1")
 	node := startNode(t)
 
 	clients := map[string]*client{}

@@ -76,7 +76,7 @@ func TestRecovery(t *testing.T) {
 	b := newServer(t, samePool(t, pool), serverOpts{})
 	node := startNode(t)
 	const chat = domain.Room("chat-rc1")
-	grant(t, a.Store, chat, "ru1", "ru2", "ru3") // seqs 1..3, internal
+	a.grant(t, chat, "ru1", "ru2", "ru3") // seqs 1..3, internal
 
 	t.Run("TransportDropThenLive", func(t *testing.T) {
 		c := node.connect("drop1", a.URL, recOpts(token(t, "ru1"), 400*time.Millisecond))
@@ -354,7 +354,7 @@ func TestRecoveryRevokedRoom(t *testing.T) {
 	srv := newServer(t, newDB(t), serverOpts{Membership: true})
 	node := startNode(t)
 	const chat = domain.Room("chat-rv1")
-	grant(t, srv.Store, chat, "vu1")
+	srv.grant(t, chat, "vu1")
 	// The client reconnects after 3 s: the membership model must have
 	// applied the removal by then (under load it has taken over 2 s), or
 	// the recovery would rightly restore a room the user still had.
@@ -392,8 +392,7 @@ func TestLiveRevocation(t *testing.T) {
 	srv := newServer(t, newDB(t), serverOpts{Membership: true})
 	node := startNode(t)
 	const chat = domain.Room("chat-lr1")
-	grant(t, srv.Store, chat, "lu1", "lu2")
-	srv.settled(t, chat)
+	srv.grant(t, chat, "lu1", "lu2")
 	gone := node.connect("lr-gone", srv.URL, wsOpts(token(t, "lu1")))
 	gone.connected(t)
 	gone.mustOK(t, socketio.EventJoinChatRoom, "lr1")

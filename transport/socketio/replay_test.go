@@ -60,7 +60,7 @@ func TestSubscribeReplay(t *testing.T) {
 	srv := newServer(t, newDB(t), serverOpts{Membership: true, Config: socketio.Config{ReplayPageSize: 7, OutboundQueue: 128}})
 	const room = domain.Room("chat-c1")
 	srv.Hub.SetPendingMax(3)
-	grant(t, srv.Store, room, "b1") // seq 1
+	srv.grant(t, room, "b1") // seq 1
 	head := appendN(t, srv.Store, room, 40)
 	node := startNode(t)
 

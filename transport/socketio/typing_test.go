@@ -15,8 +15,8 @@ func TestTyping(t *testing.T) {
 	a := newServer(t, pool, serverOpts{Membership: true, Volatile: true})
 	b := newServer(t, samePool(t, pool), serverOpts{Volatile: true})
 	const chat = domain.Room("chat-c1")
-	grant(t, a.Store, chat, "b1", "s1", "s2", "s3")
-	grant(t, a.Store, "chat-c2", "s1")
+	a.grant(t, chat, "b1", "s1", "s2", "s3")
+	a.grant(t, "chat-c2", "s1")
 	node := startNode(t)
 
 	join := []emitSpec{{Event: "join-chat-room", Args: []any{"c1"}}}
