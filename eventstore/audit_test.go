@@ -326,15 +326,7 @@ func TestAuditHorizonIgnoresNonWriters(t *testing.T) {
 	pool := eventstoretest.New(t)
 	other := eventstoretest.New(t)
 	s := newStore(t, pool, nil)
-	tx, err := other.BeginTx(ctx, pgx.TxOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck
-	var xid string
-	if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
-		t.Fatal(err)
-	}
+	holdXid(t, other)
 	res, err := s.Append(ctx, req("x-after", `{}`, "user-a"))
 	if err != nil {
 		t.Fatal(err)

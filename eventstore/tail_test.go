@@ -105,6 +105,22 @@ func TestTailOutOfOrderCommit(t *testing.T) {
 	}
 }
 
+// holdXid opens a transaction on pool that takes a transaction id and
+// writes no event, and rolls it back at cleanup.
+func holdXid(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	var xid string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestTailIgnoresNonWriters holds open, with transaction ids older than an
 // append's, a transaction of this database that writes something else and
 // one of another database: neither can write events, so the tail (and a
@@ -117,17 +133,8 @@ func TestTailIgnoresNonWriters(t *testing.T) {
 	s := newStore(t, pool, nil)
 	pos, _ := drainTail(t, s, domain.Position{})
 
-	for _, p := range []*pgxpool.Pool{pool, other} {
-		tx, err := p.BeginTx(ctx, pgx.TxOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx) //nolint:errcheck
-		var xid string
-		if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
-			t.Fatal(err)
-		}
-	}
+	holdXid(t, pool)
+	holdXid(t, other)
 	if _, err := s.Append(ctx, req("x-after", `{}`, "user-a")); err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,22 @@ func (e *recordingEmitter) positions() []domain.Position {
 	return slices.Clone(e.got)
 }
 
+// expect waits until e has emitted as many events as want and checks
+// that it emitted exactly want: the log in tail order, each event once.
+func (e *recordingEmitter) expect(t *testing.T, who string, want []domain.Position) {
+	t.Helper()
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := len(e.positions()); n < len(want) {
+			return fmt.Errorf("%s emitted %d of %d", who, n, len(want))
+		}
+		return nil
+	})
+	time.Sleep(50 * time.Millisecond) // a late duplicate would show now
+	if got := e.positions(); !slices.Equal(got, want) {
+		t.Fatalf("%s emitted %d events, the log has %d: not the log in tail order, exactly once", who, len(got), len(want))
+	}
+}
+
 func ev(txid uint64, id int64) domain.Delivery {
 	return domain.Delivery{Position: domain.Position{Txid: txid, ID: id}}
 }
@@ -216,16 +232,7 @@ func TestFanoutHandoffUnderLoad(t *testing.T) {
 	if len(log) != total {
 		t.Fatalf("the log has %d rows after start, want %d", len(log), total)
 	}
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if n := len(em.positions()); n < total {
-			return fmt.Errorf("emitted %d of %d", n, total)
-		}
-		return nil
-	})
-	time.Sleep(50 * time.Millisecond) // a late duplicate would show now
-	if got := em.positions(); !slices.Equal(got, log) {
-		t.Fatalf("emitted %d events, log has %d: not the log in tail order, exactly once", len(got), len(log))
-	}
+	em.expect(t, "the process", log)
 	if handedOff.Load() == 0 {
 		t.Fatal("no hand-off emitted anything: the fast path was not exercised")
 	}
@@ -308,16 +315,7 @@ func TestFanoutHandoffTwoProcesses(t *testing.T) {
 				want = append(want, q)
 			}
 		}
-		checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-			if n := len(p.em.positions()); n < len(want) {
-				return fmt.Errorf("process %d emitted %d of %d", i, n, len(want))
-			}
-			return nil
-		})
-		time.Sleep(50 * time.Millisecond) // a late duplicate would show now
-		if got := p.em.positions(); !slices.Equal(got, want) {
-			t.Fatalf("process %d emitted %d events, the log has %d after its start: not the log in tail order, exactly once", i, len(got), len(want))
-		}
+		p.em.expect(t, fmt.Sprintf("process %d", i), want)
 	}
 }
 
