@@ -4,8 +4,6 @@ import (
 	"context"
 	"sync"
 
-	"github.com/zishang520/socket.io/v3/pkg/types"
-
 	"github.com/roomlog/roomlog/domain"
 )
 
@@ -14,9 +12,6 @@ import (
 type frame struct {
 	// text is the Socket.IO packet, e.g. `42["new-offer",{...},{...}]`.
 	text []byte
-	// ws is the Engine.IO message ("4" + text) that the WebSocket
-	// transport sends as a prepared frame.
-	ws types.BufferInterface
 	// offset says the packet ends with pos as a recovery offset; plain is
 	// then the same packet without it (nil for session-offset).
 	offset bool
@@ -25,12 +20,9 @@ type frame struct {
 }
 
 func newFrame(text []byte) *frame {
-	ws := make([]byte, 0, len(text)+1)
-	ws = append(ws, '4')
-	ws = append(ws, text...)
-	// Full slice expressions: an append by a reader can never write into the
-	// shared arrays.
-	return &frame{text: text[:len(text):len(text)], ws: types.NewStringBuffer(ws[:len(ws):len(ws)])}
+	// A full slice expression: an append by a reader can never write into
+	// the shared array.
+	return &frame{text: text[:len(text):len(text)]}
 }
 
 // item is one entry of an outbox: a frame to write, or a function the
