@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/roomlog/roomlog/domain"
 )
 
@@ -22,4 +24,14 @@ func (s *Store) ReadRoomsSorted(ctx context.Context, cursors map[domain.Room]int
 	}
 	pages, _, err := s.readRooms(ctx, readRoomsSortedSQL, rooms, afters, limit, maxBytes)
 	return pages, err
+}
+
+// ProjectionSetting runs an empty projection transaction for checkpoint
+// name and returns the value of setting inside it.
+func (s *Store) ProjectionSetting(ctx context.Context, name, setting string) (string, error) {
+	var v string
+	err := s.inProjection(ctx, name, []string{UnreadTable}, domain.Position{}, func(tx pgx.Tx, _ domain.Position) error {
+		return tx.QueryRow(ctx, "SELECT current_setting($1)", setting).Scan(&v)
+	})
+	return v, err
 }

@@ -55,11 +55,20 @@ const MaxPendingCount = 10000
 // at or before it. The table-then-checkpoint lock order is the one
 // Rebuild.Swap uses, so the two never deadlock. The checkpoint never moves
 // backwards.
+//
+// The transaction commits with synchronous_commit off: it does not wait
+// for its WAL to reach disk, so read models add no fsync to the ones
+// appends wait for. That is safe because a read model is derived from the
+// log and its checkpoint commits with it: a crash can lose only the last
+// few hundred milliseconds of projection work, model and checkpoint
+// together, and the projection then applies those events again. Nothing
+// is acknowledged to a client on the strength of a projection's commit.
 func (s *Store) inProjection(ctx context.Context, name string, tables []string, next domain.Position, apply func(tx pgx.Tx, done domain.Position) error) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var txid string
 		var row int64
 		b := &pgx.Batch{}
+		b.Queue("SET LOCAL synchronous_commit = off")
 		b.Queue("LOCK TABLE " + identList(tables) + " IN ROW EXCLUSIVE MODE")
 		b.Queue(`INSERT INTO checkpoints (name, txid, event_row) VALUES ($1, '0', 0) ON CONFLICT (name) DO NOTHING`, name)
 		b.Queue(`SELECT txid::text, event_row FROM checkpoints WHERE name = $1 FOR UPDATE`, name).

@@ -588,3 +588,18 @@ func TestRebuild(t *testing.T) {
 		}
 	})
 }
+
+// A read model's transaction must not wait for its own fsync (it is
+// rebuilt from the log after a crash).
+func TestProjectionCommitsAsync(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, eventstoretest.New(t), nil)
+	got, err := s.ProjectionSetting(ctx, "unread", "synchronous_commit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != "off" {
+		t.Fatalf("synchronous_commit in a projection transaction = %q, want off", got)
+	}
+}
