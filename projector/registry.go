@@ -58,6 +58,11 @@ type RegistryConfig struct {
 	BatchSize int
 	// PollInterval is each Runner's fallback poll period. Default 250ms.
 	PollInterval time.Duration
+	// Coalesce is each Runner's wait after a wake-up before it reads (see
+	// Config.Coalesce): the wake-ups of many commits then cost each
+	// projection one read and one transaction. Default 20ms; negative
+	// means none.
+	Coalesce time.Duration
 	// Logger receives the projections' logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -151,7 +156,7 @@ func (r *Registry) startRunner(ctx context.Context, p Projection) (*Runner, erro
 	run, err := New(Config{
 		Name: p.Name, Source: r.store, Checkpoints: r.store, HandlerSavesCheckpoint: true,
 		Start: FromBeginning, Handler: p.Handler(r.store),
-		BatchSize: r.cfg.BatchSize, PollInterval: r.cfg.PollInterval, Logger: r.cfg.Logger,
+		BatchSize: r.cfg.BatchSize, PollInterval: r.cfg.PollInterval, Coalesce: r.coalesce(), Logger: r.cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -160,6 +165,20 @@ func (r *Registry) startRunner(ctx context.Context, p Projection) (*Runner, erro
 		return nil, err
 	}
 	return run, nil
+}
+
+// DefaultCoalesce is RegistryConfig.Coalesce's default.
+const DefaultCoalesce = 20 * time.Millisecond
+
+func (r *Registry) coalesce() time.Duration {
+	switch c := r.cfg.Coalesce; {
+	case c < 0:
+		return 0
+	case c == 0:
+		return DefaultCoalesce
+	default:
+		return c
+	}
 }
 
 // Stop stops every Runner and waits for them. It is idempotent.

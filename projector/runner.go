@@ -81,6 +81,11 @@ type Config struct {
 	// PollInterval is the fallback poll period; each wait is jittered
 	// ±25%. Default 250ms.
 	PollInterval time.Duration
+	// Coalesce, if positive, is how long the Runner waits after a Wake
+	// before it reads, so that the wake-ups of a burst of commits cost
+	// one read and one batch instead of one each. It adds at most that
+	// much lag. Zero (the default) reads at once, as live fan-out must.
+	Coalesce time.Duration
 	// Logger receives the Runner's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -279,6 +284,17 @@ func (r *Runner) loop(ctx context.Context) {
 			return
 		case <-r.wake:
 			recheck = 5 * time.Millisecond
+			if c := r.cfg.Coalesce; c > 0 {
+				if !sleep(ctx, c) {
+					t.Stop()
+					return
+				}
+				select { // the wake-ups of the wait are the same read
+				case <-r.wake:
+				default:
+				}
+				recheck = max(recheck, c)
+			}
 		case <-t.C:
 		}
 		t.Stop()

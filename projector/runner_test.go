@@ -219,6 +219,39 @@ func TestRunner(t *testing.T) {
 		})
 	})
 
+	t.Run("CoalesceMergesWakeups", func(t *testing.T) {
+		t.Parallel()
+		s, _ := setup(t)
+		c := &collector{}
+		src := &readSignal{Source: s, read: make(chan struct{}, 1)}
+		r, err := projector.New(projector.Config{Name: "coalesce", Source: src, Handler: c, Start: projector.FromBeginning,
+			PollInterval: time.Minute, Coalesce: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		defer r.Stop()
+		<-src.read // the first read (of the empty log) is done; only wake-ups read now
+		for range 3 {
+			appendN(t, s, 1, "user-1")
+			r.Wake()
+		}
+		checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+			if n := len(c.snapshot()); n != 3 {
+				return fmt.Errorf("%d of 3", n)
+			}
+			return nil
+		})
+		c.mu.Lock()
+		calls := c.calls
+		c.mu.Unlock()
+		if calls != 1 {
+			t.Fatalf("3 wake-ups within Coalesce cost %d batches, want 1", calls)
+		}
+	})
+
 	t.Run("ConfigValidation", func(t *testing.T) {
 		t.Parallel()
 		for _, cfg := range []projector.Config{
@@ -235,6 +268,21 @@ func TestRunner(t *testing.T) {
 }
 
 type fakeSource struct{}
+
+// readSignal is a Source that signals read after each ReadTail.
+type readSignal struct {
+	projector.Source
+	read chan struct{}
+}
+
+func (r *readSignal) ReadTail(ctx context.Context, after domain.Position, limit int) ([]domain.Delivery, error) {
+	d, err := r.Source.ReadTail(ctx, after, limit)
+	select {
+	case r.read <- struct{}{}:
+	default:
+	}
+	return d, err
+}
 
 func (fakeSource) ReadTail(context.Context, domain.Position, int) ([]domain.Delivery, error) {
 	return nil, nil
