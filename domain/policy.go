@@ -1,6 +1,9 @@
 package domain
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"slices"
+)
 
 // The spec's join events are unauthenticated: any client may join any room.
 // roomlog authenticates the socket and decides every join here, so that the
@@ -105,6 +108,18 @@ type MembershipChange struct {
 	// one.
 	Added bool
 }
+
+// membershipEventTypes are the event types ImpliedMembership reads; for
+// every other type it returns nothing.
+var membershipEventTypes = []string{
+	EventNewPurchaseRequest, EventNewOffer, EventSellerOfferUpdate, EventParticipantRemoved,
+	EventNewMessage, EventParticipantsAdded, EventRoomMemberAdded, EventRoomMemberRemoved,
+}
+
+// MembershipEventTypes returns the event types that can imply membership
+// changes: ImpliedMembership returns nothing for any other type. Readers
+// that look for membership changes in the log filter on them.
+func MembershipEventTypes() []string { return slices.Clone(membershipEventTypes) }
 
 // ImpliedMembership returns the membership changes an event implies, in a
 // fixed order. These are the rules:

@@ -225,4 +225,10 @@ func TestImpliedMembershipOfSamples(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("events implying membership = %v, want %v", got, want)
 	}
+	// Readers of the log filter on MembershipEventTypes: it must name them all.
+	listed := domain.MembershipEventTypes()
+	sort.Strings(listed)
+	if !slices.Equal(listed, want) {
+		t.Errorf("MembershipEventTypes() = %v, want %v", listed, want)
+	}
 }

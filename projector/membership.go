@@ -2,6 +2,7 @@ package projector
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/eventstore"
@@ -41,4 +42,74 @@ func (m Membership) Handle(ctx context.Context, batch []domain.Delivery, next do
 		}
 	}
 	return m.Store.ApplyMembership(ctx, name, changes, next)
+}
+
+// MaxPendingMembership is how many unapplied membership events a
+// MembershipView applies on top of the model; further behind, it reports
+// CodeUnavailable rather than answer from an incomplete picture.
+const MaxPendingMembership = 10000
+
+// MembershipSnapshotter reads the membership model together with the
+// events it has not applied yet. *eventstore.Store satisfies it.
+type MembershipSnapshotter interface {
+	MembershipSnapshot(ctx context.Context, checkpoint, userID string, rooms []domain.Room, types []string, limit int) (eventstore.MembershipSnapshot, error)
+}
+
+// MembershipView answers membership questions (who may join or read a
+// shared room) from the membership read model plus the membership events
+// that committed after the model's checkpoint, so a change is enforced as
+// soon as it commits, not once the projection has caught up: a user added
+// to a chat can join it right after the participants-added event reaches
+// them, and a removed one cannot. It is safe for concurrent use.
+type MembershipView struct {
+	Store MembershipSnapshotter
+	// Name is the membership projection's checkpoint name; default
+	// MembershipName.
+	Name string
+}
+
+// IsMember reports whether userID is a member of the shared room.
+func (v MembershipView) IsMember(ctx context.Context, room domain.Room, userID string) (bool, error) {
+	rooms, err := v.MemberRooms(ctx, userID, []domain.Room{room})
+	return len(rooms) == 1, err
+}
+
+// MemberRooms returns those of rooms whose membership lists userID, in the
+// order given, each once.
+func (v MembershipView) MemberRooms(ctx context.Context, userID string, rooms []domain.Room) ([]domain.Room, error) {
+	name := v.Name
+	if name == "" {
+		name = MembershipName
+	}
+	snap, err := v.Store.MembershipSnapshot(ctx, name, userID, rooms, domain.MembershipEventTypes(), MaxPendingMembership)
+	if err != nil {
+		return nil, fmt.Errorf("membership of %s: %w", userID, err)
+	}
+	if snap.Truncated {
+		return nil, domain.Errorf(domain.CodeUnavailable, "the membership projection is more than %d events behind", MaxPendingMembership)
+	}
+	asked := make(map[domain.Room]bool, len(rooms))
+	for _, r := range rooms {
+		asked[r] = true
+	}
+	member := make(map[domain.Room]bool, len(rooms))
+	for _, r := range snap.Members {
+		member[r] = true
+	}
+	// The same rules, in the same order, as the Membership handler.
+	for _, d := range snap.Pending {
+		for _, c := range domain.ImpliedMembership(d.Type, []domain.Room{d.Room}, d.Payload) {
+			if c.UserID == userID && asked[c.Room] {
+				member[c.Room] = c.Added
+			}
+		}
+	}
+	var out []domain.Room
+	for _, r := range rooms {
+		if member[r] {
+			out = append(out, r)
+			member[r] = false // a room named twice is returned once
+		}
+	}
+	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/eventstore"
+	"github.com/roomlog/roomlog/projector"
 	httpapi "github.com/roomlog/roomlog/transport/http"
 	"github.com/roomlog/roomlog/transport/socketio"
 )
@@ -167,7 +168,16 @@ func typeLabel(t string) string {
 // events by type and catch-up reads. Everything else passes through.
 type meteredStore struct {
 	*eventstore.Store
-	m *metrics
+	// members answers catch-up's membership checks (see MemberRooms).
+	members projector.MembershipView
+	m       *metrics
+}
+
+// MemberRooms implements httpapi.RoomReader: from the membership model
+// plus the membership events it has not applied yet, so a change counts
+// as soon as it commits.
+func (s meteredStore) MemberRooms(ctx context.Context, userID string, rooms []domain.Room) ([]domain.Room, error) {
+	return s.members.MemberRooms(ctx, userID, rooms)
 }
 
 var _ httpapi.Store = meteredStore{}

@@ -169,9 +169,14 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Warn("ROOMLOG_API_KEYS is empty: nobody can publish")
 	}
 
+	// Joins and catch-up reads check membership against the model plus
+	// the membership events it has not applied yet: a change counts as
+	// soon as it commits.
+	members := projector.MembershipView{Store: m.store}
 	m.hub, err = socketio.NewHub(socketio.HubParams{
 		Auth:     users,
 		Rooms:    m.store,
+		Members:  members,
 		Presence: m.store,
 		Volatile: m.store,
 		Logger:   log,
@@ -241,7 +246,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	api, err := httpapi.NewServer(httpapi.Params{
-		Store:      meteredStore{Store: m.store, m: met},
+		Store:      meteredStore{Store: m.store, members: members, m: met},
 		Users:      users,
 		Producers:  producers,
 		Presence:   m.store,

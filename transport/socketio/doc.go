@@ -17,8 +17,9 @@
 //
 // join-user-room, join-request-room, join-seller-room, join-buyer-room,
 // join-chat-room, user-online and subscribe {room, after?} are authorised by
-// domain.CanJoin, with membership of shared rooms read from the log's
-// membership model (Rooms.IsMember). Every authenticated socket is in
+// domain.CanJoin, with membership of shared rooms from HubParams.Members
+// (in roomlogd, projector.MembershipView: the log's membership model plus
+// the membership events it has not applied yet). Every authenticated socket is in
 // global. Each client event accepts an optional trailing ack, answered
 // {ok: true} or {ok: false, error: {code, message}}; a refusal reads "not
 // allowed" whether or not the room exists, and is logged.

@@ -204,7 +204,7 @@ func (c *conn) join(ctx context.Context, rooms ...domain.Room) error {
 func (c *conn) authorize(ctx context.Context, r domain.Room) error {
 	member := false
 	if domain.NeedsMembership(r) && !c.p.IsAdmin() {
-		m, err := c.h.rooms.IsMember(ctx, r, c.p.UserID)
+		m, err := c.h.membership.IsMember(ctx, r, c.p.UserID)
 		if err != nil {
 			return fmt.Errorf("membership of %s: %w", r, err)
 		}
@@ -272,7 +272,7 @@ func typing(start bool) handler {
 		// membership, so they are checked here.
 		member := c.inRoom(room) && !c.p.IsAdmin()
 		if !member {
-			if member, err = c.h.rooms.IsMember(ctx, room, c.p.UserID); err != nil {
+			if member, err = c.h.membership.IsMember(ctx, room, c.p.UserID); err != nil {
 				return fmt.Errorf("membership of %s: %w", room, err)
 			}
 		}

@@ -164,6 +164,7 @@ func newServer(t *testing.T, pool *pgxpool.Pool, o serverOpts) *server {
 		Config:   cfg,
 		Auth:     auth.Authenticator{Verifier: verifier, CookieName: "roomlog_session"},
 		Rooms:    store,
+		Members:  projector.MembershipView{Store: store},
 		Presence: store,
 		Logger:   logger,
 	}
@@ -265,9 +266,10 @@ func (srv *server) grant(t testing.TB, room domain.Room, users ...string) {
 	for _, u := range users {
 		appendEvent(t, s, domain.EventRoomMemberAdded, fmt.Sprintf(`{"userId":%q}`, u), room)
 	}
+	members := projector.MembershipView{Store: s}
 	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		for _, u := range users {
-			ok, err := s.IsMember(context.Background(), room, u)
+			ok, err := members.IsMember(context.Background(), room, u)
 			if err != nil {
 				return err
 			}

@@ -33,10 +33,16 @@ type Authenticator interface {
 	Authenticate(r *http.Request, authToken string) (domain.Principal, error)
 }
 
-// Rooms is what the Hub reads from the log. *eventstore.Store satisfies it.
-type Rooms interface {
+// Members answers the Hub's membership checks (joins, recovery).
+// projector.MembershipView satisfies it, and so does *eventstore.Store
+// (the membership model alone, which lags the log).
+type Members interface {
 	// IsMember reports whether userID is a member of the shared room.
 	IsMember(ctx context.Context, room domain.Room, userID string) (bool, error)
+}
+
+// Rooms is what the Hub reads from the log. *eventstore.Store satisfies it.
+type Rooms interface {
 	// ReadRoom returns up to limit of room's events with seq > after, in
 	// seq order, and the room's head, from one snapshot.
 	ReadRoom(ctx context.Context, room domain.Room, after int64, limit int) (eventstore.Page, error)
@@ -81,8 +87,11 @@ type HubParams struct {
 	Config Config
 	// Auth authenticates handshakes. Required.
 	Auth Authenticator
-	// Rooms answers membership checks and replays. Required.
+	// Rooms answers replays. Required.
 	Rooms Rooms
+	// Members answers membership checks. Optional: by default Rooms, if
+	// it implements Members; one of them is required.
+	Members Members
 	// Presence tracks user-online sessions. Optional: without it,
 	// user-online only joins the user's room and nobody is announced.
 	Presence Presence
@@ -104,14 +113,16 @@ type HubParams struct {
 // log's events to local sockets (it is the projector's Emitter) and tracks
 // presence. Create it with NewHub, serve Handler, then Start; Stop ends it.
 type Hub struct {
-	cfg      Config
-	node     string
-	auth     Authenticator
-	rooms    Rooms
-	presence Presence
-	volatile Volatile
-	logger   *slog.Logger
-	now      func() time.Time
+	cfg   Config
+	node  string
+	auth  Authenticator
+	rooms Rooms
+	// membership answers membership checks (HubParams.Members).
+	membership Members
+	presence   Presence
+	volatile   Volatile
+	logger     *slog.Logger
+	now        func() time.Time
 
 	io      *socket.Server
 	eio     engine.Server
@@ -164,6 +175,13 @@ func NewHub(p HubParams) (*Hub, error) {
 	case p.Rooms == nil:
 		return nil, errors.New("socketio: HubParams.Rooms is required")
 	}
+	members := p.Members
+	if members == nil {
+		var ok bool
+		if members, ok = p.Rooms.(Members); !ok {
+			return nil, errors.New("socketio: HubParams.Members is required when Rooms does not check membership")
+		}
+	}
 	logger := p.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -173,16 +191,17 @@ func NewHub(p HubParams) (*Hub, error) {
 		now = time.Now
 	}
 	h := &Hub{
-		cfg:      cfg,
-		node:     cfg.NodeID + "-" + randomSuffix(),
-		auth:     p.Auth,
-		rooms:    p.Rooms,
-		presence: p.Presence,
-		volatile: p.Volatile,
-		now:      now,
-		conns:    map[socket.SocketId]*conn{},
-		index:    map[domain.Room]map[*conn]struct{}{},
-		stopDone: make(chan struct{}),
+		cfg:        cfg,
+		node:       cfg.NodeID + "-" + randomSuffix(),
+		auth:       p.Auth,
+		rooms:      p.Rooms,
+		membership: members,
+		presence:   p.Presence,
+		volatile:   p.Volatile,
+		now:        now,
+		conns:      map[socket.SocketId]*conn{},
+		index:      map[domain.Room]map[*conn]struct{}{},
+		stopDone:   make(chan struct{}),
 
 		pendingMax: cfg.OutboundQueue,
 	}

@@ -348,31 +348,23 @@ func TestRecoveryOtherUser(t *testing.T) {
 }
 
 // TestRecoveryRevokedRoom: a restored session keeps only the rooms its
-// token may still read.
+// token may still read, as of the log: the membership projection does not
+// run here, so only the membership events after its (absent) checkpoint
+// can tell the Hub that the user was removed.
 func TestRecoveryRevokedRoom(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, newDB(t), serverOpts{Membership: true})
+	srv := newServer(t, newDB(t), serverOpts{})
 	node := startNode(t)
 	const chat = domain.Room("chat-rv1")
 	srv.grant(t, chat, "vu1")
-	// The client reconnects after 3 s: the membership model must have
-	// applied the removal by then (under load it has taken over 2 s), or
-	// the recovery would rightly restore a room the user still had.
-	c := node.connect("rv", srv.URL, recOpts(token(t, "vu1"), 3*time.Second))
+	c := node.connect("rv", srv.URL, recOpts(token(t, "vu1"), 800*time.Millisecond))
 	c.connected(t)
 	c.mustOK(t, socketio.EventJoinChatRoom, "rv1")
 	c.mustOK(t, socketio.EventJoinUserRoom, "vu1")
 	c.drop("")
 	c.waitDisconnects(t, 1)
-	// Removed from the chat while away (the membership model applies it).
+	// Removed from the chat while away.
 	appendEvent(t, srv.Store, domain.EventRoomMemberRemoved, `{"userId":"vu1"}`, chat)
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		ok, err := srv.Store.IsMember(context.Background(), chat, "vu1")
-		if err == nil && ok {
-			err = fmt.Errorf("still a member")
-		}
-		return err
-	})
 	appendN(t, srv.Store, chat, 3)
 	user := domain.Room("user-vu1")
 	appendN(t, srv.Store, user, 2)
