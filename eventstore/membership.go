@@ -90,13 +90,15 @@ type MembershipSnapshot struct {
 // model's rows for $2 in rooms $3 (model = true) and the events of types
 // $4 after checkpoint $1 (all of them if it has none), at most $5.
 const membershipSnapshotSQL = `
-WITH cp AS (
+WITH cp AS MATERIALIZED (
 	SELECT coalesce(max(txid), '0'::xid8) AS t, coalesce(max(event_row), 0) AS r
 	FROM checkpoints WHERE name = $1
 ), pending AS (
+	-- Scalar subqueries, not a join with cp: as parameters they bound
+	-- the scan of events_tail instead of filtering the whole log.
 	SELECT e.id, e.txid, e.event_id, e.room, e.seq, e.type, e.payload, e.producer, e.created_at
-	FROM events e, cp
-	WHERE (e.txid, e.id) > (cp.t, cp.r) AND e.type = ANY($4::text[])
+	FROM events e
+	WHERE (e.txid, e.id) > ((SELECT t FROM cp), (SELECT r FROM cp)) AND e.type = ANY($4::text[])
 	ORDER BY e.txid, e.id
 	LIMIT $5
 )
