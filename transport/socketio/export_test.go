@@ -18,3 +18,19 @@ func (h *Hub) DisableGate() { h.noGate.Store(true) }
 // room before it gives them up and reads them from the log. Call it before
 // any socket connects.
 func (h *Hub) SetPendingMax(n int) { h.pendingMax = n }
+
+// RetainedHandshakes counts the Hub's sockets whose library objects still
+// hold the handshake's headers, query or auth (see releaseHandshake).
+func (h *Hub) RetainedHandshakes() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, c := range h.conns {
+		hs, hc := c.sock.Handshake(), c.sock.Request()
+		if len(hs.Headers) > 0 || len(hs.Query) > 0 || len(hs.Auth) > 0 ||
+			len(hc.Headers().All()) > 0 || len(hc.Query().All()) > 0 || len(hc.Request().Header) > 0 {
+			n++
+		}
+	}
+	return n
+}
