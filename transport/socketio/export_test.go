@@ -1,6 +1,9 @@
 package socketio
 
-import "context"
+import (
+	"context"
+	"sort"
+)
 
 // Crash stops h as if its process had died: heartbeats stop, its sockets
 // are cut without presence goodbyes and its sessions stay in the database
@@ -33,4 +36,27 @@ func (h *Hub) RetainedHandshakes() int {
 		}
 	}
 	return n
+}
+
+// LibraryRooms returns, sorted, what the library's Socket.Rooms says of
+// the first socket of user it finds ("" if none).
+func (h *Hub) LibraryRooms(user string) []string {
+	h.mu.RLock()
+	var c *conn
+	for _, x := range h.conns {
+		if x.p.UserID == user {
+			c = x
+			break
+		}
+	}
+	h.mu.RUnlock()
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range c.sock.Rooms().Keys() {
+		out = append(out, string(r))
+	}
+	sort.Strings(out)
+	return out
 }
