@@ -120,7 +120,7 @@ type Hub struct {
 
 	mu    sync.RWMutex
 	conns map[socket.SocketId]*conn
-	index map[domain.Room]map[*conn]struct{}
+	index map[domain.Room]members
 	// pos is the last log position Emit handled (or the tail position at
 	// Start): sockets joining a room now receive its events after pos.
 	pos domain.Position
@@ -181,7 +181,7 @@ func NewHub(p HubParams) (*Hub, error) {
 		volatile: p.Volatile,
 		now:      now,
 		conns:    map[socket.SocketId]*conn{},
-		index:    map[domain.Room]map[*conn]struct{}{},
+		index:    map[domain.Room]members{},
 		stopDone: make(chan struct{}),
 
 		pendingMax: cfg.OutboundQueue,
@@ -554,11 +554,13 @@ func releaseHandshake(s *socket.Socket) {
 	if hc == nil {
 		return
 	}
-	hc.Headers().Replace(map[string][]string{})
+	// As before, the headers bag and the request share one map.
+	headers := http.Header{}
+	hc.Headers().Replace(headers)
 	hc.Query().Replace(map[string][]string{})
 	hc.ResponseHeaders().Replace(map[string][]string{})
 	if r := hc.Request(); r != nil {
-		r.Header = http.Header{}
+		r.Header = headers
 	}
 }
 
@@ -602,6 +604,14 @@ func (h *Hub) onDisconnect(c *conn, reason string) {
 	}
 }
 
+// members are the local sockets of one room. Most rooms (a user's own
+// room) have one socket, which needs no set of its own: one holds it, and
+// many, the set, is used from the second socket on (then one is nil).
+type members struct {
+	one  *conn
+	many map[*conn]struct{}
+}
+
 // goBackground runs fn in a goroutine that Stop waits for. It reports false,
 // without running fn, once Stop has stopped waiting for new ones.
 func (h *Hub) goBackground(fn func()) bool {
@@ -615,21 +625,51 @@ func (h *Hub) goBackground(fn func()) bool {
 }
 
 func (h *Hub) indexLocked(r domain.Room, c *conn) {
-	set := h.index[r]
-	if set == nil {
-		set = map[*conn]struct{}{}
-		h.index[r] = set
+	m := h.index[r]
+	switch {
+	case m.one == nil && m.many == nil:
+		m.one = c
+	case m.one == c:
+	case m.many == nil:
+		m.many = map[*conn]struct{}{m.one: {}, c: {}}
+		m.one = nil
+	default:
+		m.many[c] = struct{}{}
 	}
-	set[c] = struct{}{}
+	h.index[r] = m
 }
 
 func (h *Hub) unindexLocked(r domain.Room, c *conn) {
-	if set := h.index[r]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
+	m, ok := h.index[r]
+	switch {
+	case !ok:
+	case m.one == c:
+		delete(h.index, r)
+	case m.many != nil:
+		delete(m.many, c)
+		if len(m.many) == 0 {
 			delete(h.index, r)
 		}
 	}
+}
+
+// appendTo appends the room's sockets to out.
+func (m members) appendTo(out []*conn) []*conn {
+	if m.one != nil {
+		return append(out, m.one)
+	}
+	for c := range m.many {
+		out = append(out, c)
+	}
+	return out
+}
+
+// len returns the number of sockets in the room.
+func (m members) len() int {
+	if m.one != nil {
+		return 1
+	}
+	return len(m.many)
 }
 
 // emitTargets records d as the last emitted position and returns the local
@@ -641,24 +681,16 @@ func (h *Hub) emitTargets(d domain.Delivery) []*conn {
 	if h.pos.Less(d.Position) {
 		h.pos = d.Position
 	}
-	set := h.index[d.Room]
-	out := make([]*conn, 0, len(set))
-	for c := range set {
-		out = append(out, c)
-	}
-	return out
+	m := h.index[d.Room]
+	return m.appendTo(make([]*conn, 0, m.len()))
 }
 
 // members returns the local sockets in room.
 func (h *Hub) members(room domain.Room) []*conn {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	set := h.index[room]
-	out := make([]*conn, 0, len(set))
-	for c := range set {
-		out = append(out, c)
-	}
-	return out
+	m := h.index[room]
+	return m.appendTo(make([]*conn, 0, m.len()))
 }
 
 // Emit delivers a logged event to this node's sockets in d.Room as
