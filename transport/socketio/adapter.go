@@ -2,6 +2,7 @@ package socketio
 
 import (
 	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
 )
 
 // adapterBuilder builds roomlog's Socket.IO adapter for a namespace.
@@ -19,10 +20,35 @@ func (b adapterBuilder) New(nsp socket.Namespace) socket.Adapter {
 // recovery backed by the database (see recovery.go). The Hub does not
 // broadcast through the adapter: live delivery uses the Hub's own index and
 // per-socket queues, so the library's packet buffer is never used. The
-// adapter's rooms mirror the Hub's (conn.joinLibrary).
+// library's room tables hold only what the library joins itself (each
+// socket's own id, which Socket.Emit goes through when recovery is on);
+// the Hub's rooms live in the Hub alone, which spares every socket a second
+// copy of its rooms there (about 1.2 KiB per idle socket: a set per room
+// and per socket, in sync.Map-like tables that hold each key twice), and SocketRooms
+// (Socket.Rooms) adds them from the Hub. So a library broadcast to one of
+// the Hub's rooms (Server.To) reaches nobody: fan out with Hub.Emit.
 type adapter struct {
 	socket.Adapter
 	h *Hub
+}
+
+// SocketRooms implements socket.Adapter: the library's rooms of socket id
+// plus the Hub's.
+func (a *adapter) SocketRooms(id socket.SocketId) *types.Set[socket.Room] {
+	rooms := types.NewSet[socket.Room]()
+	if own := a.Adapter.SocketRooms(id); own != nil {
+		// The library's own set: copied, never added to.
+		rooms.Add(own.Keys()...)
+	}
+	a.h.mu.RLock()
+	c := a.h.conns[id]
+	a.h.mu.RUnlock()
+	if c != nil {
+		for _, r := range c.roomNames() {
+			rooms.Add(socket.Room(r))
+		}
+	}
+	return rooms
 }
 
 // PersistSession is called by the library when a socket closes for a

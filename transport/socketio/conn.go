@@ -342,41 +342,32 @@ func (c *conn) addRooms(rooms ...domain.Room) error {
 	}
 	c.h.mu.Unlock()
 	c.mu.Unlock()
-	c.joinLibrary(added)
 	return nil
 }
 
 // removeRooms takes the socket out of rooms.
 func (c *conn) removeRooms(rooms ...domain.Room) {
 	c.mu.Lock()
-	var removed []domain.Room
 	c.h.mu.Lock()
 	for _, r := range rooms {
 		if c.rooms[r] != nil {
 			delete(c.rooms, r)
 			c.h.unindexLocked(r, c)
-			removed = append(removed, r)
 		}
 	}
 	c.h.mu.Unlock()
 	c.mu.Unlock()
-	for _, r := range removed {
-		c.sock.Leave(socket.Room(r))
-	}
 }
 
-// joinLibrary mirrors the socket's rooms in the library's adapter, so that
-// Socket.Rooms() and a session persisted by the adapter (connection state
-// recovery) name them. Delivery itself uses the Hub's own index.
-func (c *conn) joinLibrary(rooms []domain.Room) {
-	if len(rooms) == 0 {
-		return
+// roomNames returns the socket's rooms (nil once it disconnected).
+func (c *conn) roomNames() []domain.Room {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]domain.Room, 0, len(c.rooms))
+	for r := range c.rooms {
+		out = append(out, r)
 	}
-	sr := make([]socket.Room, len(rooms))
-	for i, r := range rooms {
-		sr[i] = socket.Room(r)
-	}
-	c.sock.Join(sr...)
+	return out
 }
 
 // inRoom reports whether the socket is in room.

@@ -399,9 +399,6 @@ func (c *conn) replay(room domain.Room, after int64) error {
 	prevLast := st.lastSeq
 	st.catchingUp, st.lastSeq, st.pending, st.overflowed = true, after, nil, false
 	c.mu.Unlock()
-	if fresh {
-		c.joinLibrary([]domain.Room{room})
-	}
 
 	cursor := after
 	for first := true; ; first = false {
@@ -504,7 +501,6 @@ func (c *conn) abortReplay(room domain.Room, st *roomState, fresh bool, prevLast
 		c.h.unindexLocked(room, c)
 		c.h.mu.Unlock()
 		c.mu.Unlock()
-		c.sock.Leave(socket.Room(room))
 		return
 	}
 	if st.overflowed {

@@ -1,6 +1,9 @@
 package socketio
 
-import "context"
+import (
+	"context"
+	"sort"
+)
 
 // Crash stops h as if its process had died: heartbeats stop, its sockets
 // are cut without presence goodbyes and its sessions stay in the database
@@ -18,3 +21,42 @@ func (h *Hub) DisableGate() { h.noGate.Store(true) }
 // room before it gives them up and reads them from the log. Call it before
 // any socket connects.
 func (h *Hub) SetPendingMax(n int) { h.pendingMax = n }
+
+// RetainedHandshakes counts the Hub's sockets whose library objects still
+// hold the handshake's headers, query or auth (see releaseHandshake).
+func (h *Hub) RetainedHandshakes() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, c := range h.conns {
+		hs, hc := c.sock.Handshake(), c.sock.Request()
+		if len(hs.Headers) > 0 || len(hs.Query) > 0 || len(hs.Auth) > 0 ||
+			len(hc.Headers().All()) > 0 || len(hc.Query().All()) > 0 || len(hc.Request().Header) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// LibraryRooms returns, sorted, what the library's Socket.Rooms says of
+// the first socket of user it finds ("" if none).
+func (h *Hub) LibraryRooms(user string) []string {
+	h.mu.RLock()
+	var c *conn
+	for _, x := range h.conns {
+		if x.p.UserID == user {
+			c = x
+			break
+		}
+	}
+	h.mu.RUnlock()
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range c.sock.Rooms().Keys() {
+		out = append(out, string(r))
+	}
+	sort.Strings(out)
+	return out
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,8 @@ import (
 const maxIdleGoroutines = 2
 
 // TestIdleSocketFootprint opens idle WebSocket sockets, each subscribed to
-// its own room, and checks what they cost the server in goroutines; it logs
+// its own room, and checks what they cost the server in goroutines and that
+// they do not keep their handshake's headers, query and auth; it logs
 // the heap and stack bytes per socket (client and server share the
 // process, so those are indicative only: cmd/roomlog-bench scenario d
 // measures the server alone). A socket whose writer went idle still gets
@@ -62,6 +64,16 @@ func TestIdleSocketFootprint(t *testing.T) {
 		}
 		return nil
 	})
+	// What the library keeps of each handshake was released once the
+	// socket was authenticated.
+	if n := srv.Hub.RetainedHandshakes(); n != 0 {
+		t.Errorf("%d of %d sockets still hold their handshake's headers, query or auth", n, len(conns))
+	}
+	// The Hub keeps the rooms; the library's Socket.Rooms still names
+	// them (besides the socket's own id).
+	if got := srv.Hub.LibraryRooms("idle0"); len(got) != 3 || !slices.Contains(got, "global") || !slices.Contains(got, "user-idle0") {
+		t.Errorf("Socket.Rooms of idle0 = %v, want its id, global and user-idle0", got)
+	}
 	t.Logf("%d idle sockets: %.2f goroutines, %.1f KiB heap in use, %.1f KiB stacks per socket (client side included)",
 		n, float64(g1-g0)/n, float64(int64(m1.HeapInuse)-int64(m0.HeapInuse))/n/1024, float64(int64(m1.StackInuse)-int64(m0.StackInuse))/n/1024)
 

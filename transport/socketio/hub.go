@@ -131,7 +131,7 @@ type Hub struct {
 
 	mu    sync.RWMutex
 	conns map[socket.SocketId]*conn
-	index map[domain.Room]map[*conn]struct{}
+	index map[domain.Room]members
 	// pos is the last log position Emit handled (or the tail position at
 	// Start): sockets joining a room now receive its events after pos.
 	pos domain.Position
@@ -175,10 +175,10 @@ func NewHub(p HubParams) (*Hub, error) {
 	case p.Rooms == nil:
 		return nil, errors.New("socketio: HubParams.Rooms is required")
 	}
-	members := p.Members
-	if members == nil {
+	membership := p.Members
+	if membership == nil {
 		var ok bool
-		if members, ok = p.Rooms.(Members); !ok {
+		if membership, ok = p.Rooms.(Members); !ok {
 			return nil, errors.New("socketio: HubParams.Members is required when Rooms does not check membership")
 		}
 	}
@@ -195,12 +195,12 @@ func NewHub(p HubParams) (*Hub, error) {
 		node:       cfg.NodeID + "-" + randomSuffix(),
 		auth:       p.Auth,
 		rooms:      p.Rooms,
-		membership: members,
+		membership: membership,
 		presence:   p.Presence,
 		volatile:   p.Volatile,
 		now:        now,
 		conns:      map[socket.SocketId]*conn{},
-		index:      map[domain.Room]map[*conn]struct{}{},
+		index:      map[domain.Room]members{},
 		stopDone:   make(chan struct{}),
 
 		pendingMax: cfg.OutboundQueue,
@@ -247,7 +247,13 @@ func NewHub(p HubParams) (*Hub, error) {
 	h.io.Bind(h.eio)
 	h.io.Use(h.authenticate)
 	_ = h.io.On("connection", h.onConnection)
-	h.handler = h.eio
+	// The engine keeps a connection's handshake request for as long as the
+	// connection lives; it gets a shallow copy of each request, whose
+	// headers the Hub drops once the socket is authenticated (see
+	// releaseHandshake) without touching net/http's own.
+	h.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.eio.ServeHTTP(w, r.WithContext(r.Context()))
+	})
 	return h, nil
 }
 
@@ -490,6 +496,7 @@ func (h *Hub) onConnection(args ...any) {
 		s.Conn().Close(true)
 		return
 	}
+	releaseHandshake(s)
 	c := newConn(h, s, p)
 	var rec *restored
 	if v, ok := h.restores.LoadAndDelete(s.Id()); ok && s.Recovered() {
@@ -548,6 +555,34 @@ func (h *Hub) onConnection(args ...any) {
 	h.logger.Debug("socket connected", "socket", string(s.Id()), "user", p.UserID, "transport", s.Conn().Transport().Name())
 }
 
+// releaseHandshake drops what the library keeps of an authenticated
+// socket's handshake for the whole life of the connection although nothing
+// reads it any more: the socket's copies of the request's headers, query
+// and CONNECT auth (Socket.Handshake), and, in the handshake's HttpContext
+// (the engine socket's "request", which the library means to remove in its
+// next major version), the request's headers and the parsed query and
+// response headers. That is about 3 KiB per idle socket with the bench's
+// few headers, more with a browser's. The request is the Hub's own copy
+// (see NewHub), so net/http's is left alone. The maps are replaced by
+// empty ones rather than nil, so that a late write cannot panic.
+func releaseHandshake(s *socket.Socket) {
+	if hs := s.Handshake(); hs != nil {
+		hs.Headers, hs.Query, hs.Auth = nil, nil, nil
+	}
+	hc := s.Request()
+	if hc == nil {
+		return
+	}
+	// As before, the headers bag and the request share one map.
+	headers := http.Header{}
+	hc.Headers().Replace(headers)
+	hc.Query().Replace(map[string][]string{})
+	hc.ResponseHeaders().Replace(map[string][]string{})
+	if r := hc.Request(); r != nil {
+		r.Header = headers
+	}
+}
+
 // onDisconnect forgets c and schedules its presence goodbye.
 func (h *Hub) onDisconnect(c *conn, reason string) {
 	if !c.gone.CompareAndSwap(false, true) {
@@ -588,6 +623,14 @@ func (h *Hub) onDisconnect(c *conn, reason string) {
 	}
 }
 
+// members are the local sockets of one room. Most rooms (a user's own
+// room) have one socket, which needs no set of its own: one holds it, and
+// many, the set, is used from the second socket on (then one is nil).
+type members struct {
+	one  *conn
+	many map[*conn]struct{}
+}
+
 // goBackground runs fn in a goroutine that Stop waits for. It reports false,
 // without running fn, once Stop has stopped waiting for new ones.
 func (h *Hub) goBackground(fn func()) bool {
@@ -601,21 +644,51 @@ func (h *Hub) goBackground(fn func()) bool {
 }
 
 func (h *Hub) indexLocked(r domain.Room, c *conn) {
-	set := h.index[r]
-	if set == nil {
-		set = map[*conn]struct{}{}
-		h.index[r] = set
+	m := h.index[r]
+	switch {
+	case m.one == nil && m.many == nil:
+		m.one = c
+	case m.one == c:
+	case m.many == nil:
+		m.many = map[*conn]struct{}{m.one: {}, c: {}}
+		m.one = nil
+	default:
+		m.many[c] = struct{}{}
 	}
-	set[c] = struct{}{}
+	h.index[r] = m
 }
 
 func (h *Hub) unindexLocked(r domain.Room, c *conn) {
-	if set := h.index[r]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
+	m, ok := h.index[r]
+	switch {
+	case !ok:
+	case m.one == c:
+		delete(h.index, r)
+	case m.many != nil:
+		delete(m.many, c)
+		if len(m.many) == 0 {
 			delete(h.index, r)
 		}
 	}
+}
+
+// appendTo appends the room's sockets to out.
+func (m members) appendTo(out []*conn) []*conn {
+	if m.one != nil {
+		return append(out, m.one)
+	}
+	for c := range m.many {
+		out = append(out, c)
+	}
+	return out
+}
+
+// len returns the number of sockets in the room.
+func (m members) len() int {
+	if m.one != nil {
+		return 1
+	}
+	return len(m.many)
 }
 
 // emitTargets records d as the last emitted position and returns the local
@@ -627,24 +700,16 @@ func (h *Hub) emitTargets(d domain.Delivery) []*conn {
 	if h.pos.Less(d.Position) {
 		h.pos = d.Position
 	}
-	set := h.index[d.Room]
-	out := make([]*conn, 0, len(set))
-	for c := range set {
-		out = append(out, c)
-	}
-	return out
+	m := h.index[d.Room]
+	return m.appendTo(make([]*conn, 0, m.len()))
 }
 
 // members returns the local sockets in room.
 func (h *Hub) members(room domain.Room) []*conn {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	set := h.index[room]
-	out := make([]*conn, 0, len(set))
-	for c := range set {
-		out = append(out, c)
-	}
-	return out
+	m := h.index[room]
+	return m.appendTo(make([]*conn, 0, m.len()))
 }
 
 // Emit delivers a logged event to this node's sockets in d.Room as

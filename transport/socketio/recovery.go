@@ -277,11 +277,6 @@ func (c *conn) restoreRooms(r *restored) {
 	}
 	c.h.mu.Unlock()
 	c.mu.Unlock()
-	lib := make([]domain.Room, 0, len(rooms))
-	for room := range rooms {
-		lib = append(lib, room)
-	}
-	c.joinLibrary(lib)
 }
 
 // recover queues, before any live event, every event of the socket's rooms
