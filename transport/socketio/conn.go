@@ -238,7 +238,9 @@ func (c *conn) watchTransport() {
 
 func (c *conn) watch(t transports.Transport) {
 	// Listeners run in registration order, so the engine's own "ready"
-	// listener (which flushes its buffer) has run when this one checks.
+	// listener (which flushes its buffer) has run when this one checks,
+	// and before it a polling guard's, which answers the poll with what
+	// it queued (polling.go): a poll that took data is not writable.
 	_ = t.On("ready", func(...any) {
 		if t.Writable() {
 			signal(c.drained)

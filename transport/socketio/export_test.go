@@ -3,6 +3,10 @@ package socketio
 import (
 	"context"
 	"sort"
+	"sync"
+
+	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/servers/engine/v3"
 )
 
 // Crash stops h as if its process had died: heartbeats stop, its sockets
@@ -59,4 +63,22 @@ func (h *Hub) LibraryRooms(user string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// StealPollOnFlush makes, for connections made from now on, the library's
+// fast-upgrade NOOP win its race with the socket's first flush: the NOOP is
+// sent on the pending poll from inside the flush, between its check that
+// the transport is writable and its send, as the upgrade timer does under
+// CPU starvation.
+func (h *Hub) StealPollOnFlush() {
+	_ = h.eio.On("connection", func(args ...any) {
+		conn, ok := args[0].(engine.Socket)
+		if !ok {
+			return
+		}
+		var once sync.Once
+		_ = conn.On("flush", func(...any) {
+			once.Do(func() { conn.Transport().Send([]*packet.Packet{{Type: packet.NOOP}}) })
+		})
+	})
 }

@@ -198,3 +198,84 @@ func get(url string) (string, error) {
 	}
 	return string(b), err
 }
+
+// TestPollingFlushLosesThePoll replays deterministically what CPU
+// starvation did to the polling swarm: while a client upgrades, the
+// library's NOOP answers a poll between the socket flush's writable check
+// and its send. That flush runs on the poll request's own goroutine; had it
+// waited there for the next poll, the NOOP would never have reached the
+// client, which would never have polled again (the socket stalled, its
+// writer dropped it as slow, pings timed out).
+func TestPollingFlushLosesThePoll(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, newDB(t), serverOpts{Membership: true})
+	srv.Hub.StealPollOnFlush()
+	client := &http.Client{Timeout: 10 * time.Second}
+	poll := func(url string) string {
+		t.Helper()
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("poll: %s %q %v", resp.Status, b, err)
+		}
+		return string(b)
+	}
+	post := func(url, body string) {
+		t.Helper()
+		resp, err := client.Post(url, "text/plain;charset=UTF-8", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("post: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("post: %s", resp.Status)
+		}
+	}
+	// pollFor polls until a packet starts with prefix.
+	pollFor := func(url, prefix string) []string {
+		t.Helper()
+		var got []string
+		for range 5 {
+			for p := range strings.SplitSeq(poll(url), "\x1e") {
+				got = append(got, p)
+				if strings.HasPrefix(p, prefix) {
+					return got
+				}
+			}
+		}
+		t.Fatalf("no %q in %q", prefix, got)
+		return nil
+	}
+
+	url := srv.URL + "/socket.io/?EIO=4&transport=polling"
+	var open struct {
+		SID string `json:"sid"`
+	}
+	if body := poll(url); !strings.HasPrefix(body, "0") || json.Unmarshal([]byte(body[1:]), &open) != nil {
+		t.Fatalf("open: %q", body)
+	}
+	url += "&sid=" + open.SID
+	connect, _ := json.Marshal(map[string]string{"token": token(t, "u1")})
+	post(url, "40"+string(connect))
+	// The CONNECT reply (and the session offset) wait in the socket's
+	// buffer: the next poll's flush is the one that loses the race.
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := srv.Hub.Stats().Connections; n != 1 {
+			return fmt.Errorf("%d connections", n)
+		}
+		return nil
+	})
+	if got := poll(url); got != "6" {
+		t.Fatalf("first poll: %q, want the NOOP", got)
+	}
+	pollFor(url, "40{")
+	post(url, `421["join-user-room","u1"]`)
+	pollFor(url, `431[{"ok":true}]`)
+	if st := srv.Hub.Stats(); len(st.Disconnects) != 0 {
+		t.Errorf("disconnects: %v", st.Disconnects)
+	}
+}
