@@ -252,3 +252,17 @@ func quoteShort(s string) string {
 	}
 	return fmt.Sprintf("%q", s)
 }
+
+// SelectRooms returns those of rooms that set holds, in the order of
+// rooms, each once.
+func SelectRooms(rooms []Room, set map[Room]bool) []Room {
+	var out []Room
+	seen := make(map[Room]bool, len(set))
+	for _, r := range rooms {
+		if set[r] && !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}

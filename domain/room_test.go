@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -271,4 +272,25 @@ func roomOf(t testing.TB, k domain.RoomKind) domain.Room {
 		return domain.MustRoom(string(k))
 	}
 	return domain.MustRoom(string(k) + "-k1")
+}
+
+func TestSelectRooms(t *testing.T) {
+	t.Parallel()
+	set := map[domain.Room]bool{"chat-a": true, "chat-b": true, "chat-c": false}
+	for _, tt := range []struct {
+		name  string
+		rooms []domain.Room
+		want  []domain.Room
+	}{
+		{"none", nil, nil},
+		{"order kept", []domain.Room{"chat-b", "chat-x", "chat-a"}, []domain.Room{"chat-b", "chat-a"}},
+		{"each once", []domain.Room{"chat-a", "chat-a", "chat-b", "chat-a"}, []domain.Room{"chat-a", "chat-b"}},
+		{"false is not held", []domain.Room{"chat-c"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := domain.SelectRooms(tt.rooms, set); !slices.Equal(got, tt.want) {
+				t.Errorf("SelectRooms(%v) = %v, want %v", tt.rooms, got, tt.want)
+			}
+		})
+	}
 }

@@ -321,12 +321,5 @@ func (s *Store) MemberRooms(ctx context.Context, userID string, rooms []domain.R
 	for _, r := range got {
 		member[domain.Room(r)] = true
 	}
-	var out []domain.Room
-	for _, r := range rooms {
-		if member[r] {
-			out = append(out, r)
-			member[r] = false // a room named twice is returned once
-		}
-	}
-	return out, nil
+	return domain.SelectRooms(rooms, member), nil
 }

@@ -104,12 +104,5 @@ func (v MembershipView) MemberRooms(ctx context.Context, userID string, rooms []
 			}
 		}
 	}
-	var out []domain.Room
-	for _, r := range rooms {
-		if member[r] {
-			out = append(out, r)
-			member[r] = false // a room named twice is returned once
-		}
-	}
-	return out, nil
+	return domain.SelectRooms(rooms, member), nil
 }
