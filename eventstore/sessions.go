@@ -34,7 +34,14 @@ type SocketSession struct {
 
 // FormatPosition encodes p as "txid:id", the form of a recovery offset.
 func FormatPosition(p domain.Position) string {
-	return strconv.FormatUint(p.Txid, 10) + ":" + strconv.FormatInt(p.ID, 10)
+	return string(AppendPosition(nil, p))
+}
+
+// AppendPosition appends FormatPosition(p) to b.
+func AppendPosition(b []byte, p domain.Position) []byte {
+	b = strconv.AppendUint(b, p.Txid, 10)
+	b = append(b, ':')
+	return strconv.AppendInt(b, p.ID, 10)
 }
 
 // ParsePosition decodes FormatPosition's "txid:id".
