@@ -84,6 +84,11 @@ func readCatchUp(ctx context.Context, s *server, client *http.Client, room strin
 			return catchUpRun{}, fmt.Errorf("catch-up page after %d: %w", after, err)
 		}
 		body.Reset()
+		if resp.ContentLength > 0 {
+			// One allocation for the page, as a client that reads the
+			// Content-Length makes, instead of doubling up to it.
+			body.Grow(int(resp.ContentLength))
+		}
 		_, err = body.ReadFrom(resp.Body)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 {
