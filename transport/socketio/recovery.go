@@ -54,10 +54,10 @@ import (
 // or above H reaches the fan-out only after the socket rejoined its rooms
 // (horizons only grow, and the tail emits only what lies below a horizon
 // it took), so it is held for the socket and handed over; the hand-off
-// drops what the replay already sent. Anything the log cannot vouch for (no session, expired,
-// malformed offset, another user, a database error) gives recovered=false,
-// and the client follows the spec's reconnect policy; never a partial
-// recovery.
+// drops what the replay already sent. Anything the log cannot vouch for
+// (no session, expired, malformed offset, another user, a database error)
+// gives recovered=false, and the client follows the spec's reconnect
+// policy; never a partial recovery.
 
 // SessionStore keeps recovery sessions and reads what a session missed.
 // *eventstore.Store satisfies it. Every method is safe for concurrent use.
