@@ -51,7 +51,7 @@ type volatileMeta struct {
 // bytes are those encoding/json gave (TestEncodeDeliveryMatchesEncodingJSON).
 func encodeDelivery(d domain.Delivery) (*frame, error) {
 	payload := bytes.TrimSpace(d.Payload)
-	if !json.Valid(payload) {
+	if !validJSON(payload) {
 		return nil, fmt.Errorf("encode %s: payload is not valid JSON", d.Type)
 	}
 	// plain, then the packet with the offset: its prefix up to the meta
@@ -77,7 +77,7 @@ func encodeDelivery(d domain.Delivery) (*frame, error) {
 // of the socket's recoverable stream.
 func encodeHistory(d domain.Delivery) (*frame, error) {
 	payload := bytes.TrimSpace(d.Payload)
-	if !json.Valid(payload) {
+	if !validJSON(payload) {
 		return nil, fmt.Errorf("encode %s: payload is not valid JSON", d.Type)
 	}
 	b := make([]byte, 0, len(d.Type)+len(payload)+len(d.Room)+len(d.ID)+96)
@@ -158,7 +158,7 @@ func encodeEvent(event string, payload json.RawMessage, meta []byte) (*frame, er
 		return nil, fmt.Errorf("encode event name: %w", err)
 	}
 	payload = bytes.TrimSpace(payload)
-	if !json.Valid(payload) {
+	if !validJSON(payload) {
 		return nil, fmt.Errorf("encode %s: payload is not valid JSON", event)
 	}
 	var b bytes.Buffer
