@@ -67,26 +67,6 @@ func scanDelivery(row pgx.Row) (domain.Delivery, error) {
 	return d, nil
 }
 
-// parseUint parses the decimal digits of b, without the string conversion
-// strconv would need.
-func parseUint(b []byte) (uint64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if n > (math.MaxUint64-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
-	return n, true
-}
-
 func clampLimit(limit int) int {
 	if limit <= 0 || limit > MaxReadLimit {
 		return MaxReadLimit
@@ -158,8 +138,12 @@ func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, li
 // the order in readRooms. The byte bound is applied in readRooms, as the
 // rows arrive, too: a running sum in SQL (a window over the payloads'
 // lengths) doubled the query's time.
+//
+// txid and event_id come in binary (8 and 16 bytes) rather than cast to
+// text: PostgreSQL's text output of 10,000 of each was a tenth of the
+// query's time, and the Go side formats the UUID at least as cheaply.
 const readRoomsSQL = `
-	SELECT c.ord, coalesce(h.seq, 0), e.id, e.txid::text, e.event_id::text, e.seq, e.type, e.payload, e.producer, e.created_at
+	SELECT c.ord, coalesce(h.seq, 0), e.id, e.txid, e.event_id, e.seq, e.type, e.payload, e.producer, e.created_at
 	FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS c(room, after, ord)
 	LEFT JOIN room_heads h ON h.room = c.room
 	LEFT JOIN LATERAL (
@@ -191,10 +175,12 @@ func (s *Store) readRooms(ctx context.Context, query string, rooms []string, aft
 	// Declared once, with the argument slice: scan targets escape to the
 	// heap, so declaring them in the loop would allocate on every row.
 	var (
-		ord, headSeq                       int64
-		id, seq                            pgtype.Int8
-		txid, evID, typ, payload, producer pgtype.DriverBytes
-		at                                 pgtype.Timestamptz
+		ord, headSeq           int64
+		id, seq                pgtype.Int8
+		txid                   pgtype.Uint64
+		evID                   pgtype.UUID
+		typ, payload, producer pgtype.DriverBytes
+		at                     pgtype.Timestamptz
 	)
 	dest := []any{&ord, &headSeq, &id, &txid, &evID, &seq, &typ, &payload, &producer, &at}
 	for rows.Next() {
@@ -215,7 +201,7 @@ func (s *Store) readRooms(ctx context.Context, query string, rooms []string, aft
 			p.Events = make([]domain.Delivery, 0, n)
 			sc.grow(n)
 		}
-		if !id.Valid || !seq.Valid || !at.Valid {
+		if !id.Valid || !seq.Valid || !at.Valid || !txid.Valid || !evID.Valid {
 			continue // a room with nothing after its cursor
 		}
 		if seq.Int64 <= last[i] {
@@ -226,11 +212,7 @@ func (s *Store) readRooms(ctx context.Context, query string, rooms []string, aft
 			continue // over the bound: the page ends before this row
 		}
 		kept[i] += int64(len(payload))
-		t, ok := parseUint(txid)
-		if !ok {
-			return nil, false, fmt.Errorf("read rooms: parse txid %q", txid)
-		}
-		sc.addID(evID, i, len(p.Events))
+		sc.addID(evID.Bytes, i, len(p.Events))
 		p.Events = append(p.Events, domain.Delivery{
 			Event: domain.Event{
 				Type:       sc.intern(typ),
@@ -238,7 +220,7 @@ func (s *Store) readRooms(ctx context.Context, query string, rooms []string, aft
 				Producer:   sc.intern(producer),
 				OccurredAt: at.Time.UTC(),
 			},
-			Room: p.Room, Seq: seq.Int64, Position: domain.Position{Txid: t, ID: id.Int64},
+			Room: p.Room, Seq: seq.Int64, Position: domain.Position{Txid: txid.Uint64, ID: id.Int64},
 		})
 	}
 	if err := rows.Err(); err != nil {
@@ -315,10 +297,25 @@ func (sc *pageScanner) grow(n int) {
 	sc.refs = slices.Grow(sc.refs, n)
 }
 
-// addID records the event id of the row that is event ev of page pg.
-func (sc *pageScanner) addID(b []byte, pg, ev int) {
-	sc.ids = append(sc.ids, b...)
+// addID records the event id of the row that is event ev of page pg, as
+// PostgreSQL writes a uuid in text.
+func (sc *pageScanner) addID(id [16]byte, pg, ev int) {
+	sc.ids = appendUUID(sc.ids, id)
 	sc.refs = append(sc.refs, idRef{end: len(sc.ids), page: pg, event: ev})
+}
+
+// appendUUID appends id in its canonical text form, as PostgreSQL and
+// uuid.UUID.String write it: lowercase hex, dashes after the 4th, 6th,
+// 8th and 10th bytes.
+func appendUUID(b []byte, id [16]byte) []byte {
+	const digits = "0123456789abcdef"
+	for i, c := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, digits[c>>4], digits[c&0xf])
+	}
+	return b
 }
 
 // setIDs hands the recorded ids out to pages' events, as substrings of one

@@ -28,20 +28,25 @@ func seedRoom(tb testing.TB, s *eventstore.Store, room string, n int) {
 	}
 }
 
-// BenchmarkReadRoom reads one page of 1,000 events of one room: the SQL,
-// decoding and the []domain.Delivery a catch-up request gets from the store.
+// BenchmarkReadRoom reads one page of 1,000 or 10,000 events of one room:
+// the SQL, decoding and the []domain.Delivery a catch-up request gets from
+// the store.
 func BenchmarkReadRoom(b *testing.B) {
-	s := newStore(b, eventstoretest.New(b), nil)
-	seedRoom(b, s, "user-bench", 1000)
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		p, err := s.ReadRoom(ctx, "user-bench", 0, 1000)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(p.Events) != 1000 {
-			b.Fatalf("read %d events", len(p.Events))
-		}
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s := newStore(b, eventstoretest.New(b), nil)
+			seedRoom(b, s, "user-bench", n)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				p, err := s.ReadRoom(ctx, "user-bench", 0, n)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(p.Events) != n {
+					b.Fatalf("read %d events", len(p.Events))
+				}
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/roomlog/roomlog/domain"
 )
@@ -33,7 +34,14 @@ type SocketSession struct {
 
 // FormatPosition encodes p as "txid:id", the form of a recovery offset.
 func FormatPosition(p domain.Position) string {
-	return strconv.FormatUint(p.Txid, 10) + ":" + strconv.FormatInt(p.ID, 10)
+	return string(AppendPosition(nil, p))
+}
+
+// AppendPosition appends FormatPosition(p) to b.
+func AppendPosition(b []byte, p domain.Position) []byte {
+	b = strconv.AppendUint(b, p.Txid, 10)
+	b = append(b, ':')
+	return strconv.AppendInt(b, p.ID, 10)
 }
 
 // ParsePosition decodes FormatPosition's "txid:id".
@@ -138,16 +146,34 @@ func (st *Store) PruneSessions(ctx context.Context, limit int) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
+// WriterHorizon returns a writer horizon (horizon.go) computed after the
+// call began: every transaction with a smaller id has ended, so the events
+// below it, read by any later statement, are final. ReadRecovery reads
+// below one.
+func (st *Store) WriterHorizon(ctx context.Context) (uint64, error) {
+	return st.writerHorizon(ctx)
+}
+
 // ReadRecovery returns up to limit events of the rooms of after, each room
 // read strictly after its own position, merged in the log's global order
-// (txid, id). Like ReadTail it reads only rows below the writer horizon
-// (horizon.go), so a later call can never find a row
-// before the last one returned: a reader that advances every room's
-// position past what it got neither skips nor repeats an event.
-func (st *Store) ReadRecovery(ctx context.Context, after map[domain.Room]domain.Position, limit int) ([]domain.Delivery, error) {
+// (txid, id), with a txid below horizon, which must be a value
+// WriterHorizon returned. Like ReadTail it reads only rows below a writer
+// horizon, a set that never gains a member: a reader that advances every
+// room's position past what it got, keeping the same horizon, neither
+// skips nor repeats an event below it, and a later horizon only adds
+// events after those. One horizon serves a whole replay, page after page,
+// instead of a horizon query per page.
+//
+// A replay reads every event a socket missed, thousands of rows per
+// recovery, so rows are scanned as in ReadRooms: as driver bytes, with
+// payloads copied into shared chunks and names interned.
+func (st *Store) ReadRecovery(ctx context.Context, after map[domain.Room]domain.Position, horizon uint64, limit int) ([]domain.Delivery, error) {
 	limit = clampLimit(limit)
 	if len(after) == 0 {
 		return nil, nil
+	}
+	if horizon == 0 {
+		return nil, errors.New("read recovery: no writer horizon")
 	}
 	rooms := make([]string, 0, len(after))
 	txids := make([]string, 0, len(after))
@@ -157,12 +183,9 @@ func (st *Store) ReadRecovery(ctx context.Context, after map[domain.Room]domain.
 		txids = append(txids, strconv.FormatUint(p.Txid, 10))
 		ids = append(ids, p.ID)
 	}
-	h, err := st.writerHorizon(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read recovery: %w", err)
-	}
+	// txid and event_id come in binary, as in readRoomsSQL.
 	rows, err := st.pool.Query(ctx, `
-		SELECT `+deliveryColumns+`
+		SELECT e.id, e.txid, e.event_id, e.room, e.seq, e.type, e.payload, e.producer, e.created_at
 		FROM unnest($1::text[], $2::text[], $3::int8[]) AS b(room, txid, id)
 		CROSS JOIN LATERAL (
 			SELECT * FROM events e
@@ -171,13 +194,40 @@ func (st *Store) ReadRecovery(ctx context.Context, after map[domain.Room]domain.
 			ORDER BY e.txid, e.id LIMIT $4
 		) e
 		ORDER BY e.txid, e.id
-		LIMIT $4`, rooms, txids, ids, limit, strconv.FormatUint(h, 10))
+		LIMIT $4`, rooms, txids, ids, limit, strconv.FormatUint(horizon, 10))
 	if err != nil {
 		return nil, classify("read recovery", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Delivery, error) { return scanDelivery(r) })
-	if err != nil {
+	defer rows.Close()
+	var sc pageScanner
+	// Scan targets escape to the heap: declared once, not per row.
+	var (
+		id, seq                      int64
+		txid                         uint64
+		evID                         pgtype.UUID
+		room, typ, payload, producer pgtype.DriverBytes
+		at                           time.Time
+	)
+	dest := []any{&id, &txid, &evID, &room, &seq, &typ, &payload, &producer, &at}
+	out := make([]domain.Delivery, 0, min(limit, 64))
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, classify("read recovery: scan", err)
+		}
+		sc.addID(evID.Bytes, 0, len(out))
+		out = append(out, domain.Delivery{
+			Event: domain.Event{
+				Type:       sc.intern(typ),
+				Payload:    sc.payload(payload),
+				Producer:   sc.intern(producer),
+				OccurredAt: at.UTC(),
+			},
+			Room: domain.Room(sc.intern(room)), Seq: seq, Position: domain.Position{Txid: txid, ID: id},
+		})
+	}
+	if err := rows.Err(); err != nil {
 		return nil, classify("read recovery", err)
 	}
+	sc.setIDs([]Page{{Events: out}})
 	return out, nil
 }

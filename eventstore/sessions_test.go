@@ -2,6 +2,9 @@ package eventstore_test
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +63,94 @@ func TestExtendSessionsStale(t *testing.T) {
 				t.Errorf("%s: %s expires in %s, want %s..%s", tt.name, pid, got, want[0], want[1])
 			}
 		}
+	}
+}
+
+// TestReadRecoveryDeliveries checks ReadRecovery's deliveries against
+// ReadTail's independent scan of the same rows: page after page below one
+// horizon, each room after its own position, merged in (txid, id) order,
+// with payloads larger than a payload chunk and event ids shared by rooms.
+func TestReadRecoveryDeliveries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, eventstoretest.New(t), nil)
+	big := `{"big":"` + strings.Repeat("y", 100<<10) + `"}`
+	for batch := range 3 {
+		var reqs []eventstore.AppendRequest
+		for i := range 10 {
+			switch {
+			case i == 3:
+				reqs = append(reqs, req("x-big", big, "user-1"))
+			case i%2 == 0:
+				reqs = append(reqs, req("x-a", fmt.Sprintf(`{"i":%d,"s":"é \"q\" \u2028"}`, batch*10+i), "user-1", "chat-1"))
+			default:
+				reqs = append(reqs, req("x-b", fmt.Sprintf(`[%d, {"k": null}]`, batch*10+i), "chat-1", "user-2"))
+			}
+		}
+		if _, err := s.AppendBatch(ctx, reqs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.ReadTail(ctx, domain.Position{}, eventstore.MaxReadLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// user-1 from the start, chat-1 after its 5th delivery, user-2 not
+	// at all.
+	from := map[domain.Room]domain.Position{"user-1": {}}
+	var want []domain.Delivery
+	seen := 0
+	for _, d := range all {
+		if d.Room == "chat-1" {
+			if seen++; seen == 5 {
+				from["chat-1"] = d.Position
+			}
+		}
+	}
+	for _, d := range all {
+		if p, ok := from[d.Room]; ok && p.Less(d.Position) {
+			want = append(want, d)
+		}
+	}
+	horizon, err := s.WriterHorizon(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{1, 7, 1000} {
+		after := maps.Clone(from)
+		var got []domain.Delivery
+		for {
+			page, err := s.ReadRecovery(ctx, after, horizon, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, page...)
+			for _, d := range page {
+				for r, p := range after {
+					if p.Less(d.Position) {
+						after[r] = d.Position
+					}
+				}
+			}
+			if len(page) < limit {
+				break
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("limit %d: read %d deliveries, want %d", limit, len(got), len(want))
+		}
+		for i, d := range want {
+			g := got[i]
+			if g.ID != d.ID || g.Type != d.Type || string(g.Payload) != string(d.Payload) || g.Producer != d.Producer ||
+				!g.OccurredAt.Equal(d.OccurredAt) || g.OccurredAt.Location() != time.UTC || g.Room != d.Room || g.Seq != d.Seq || g.Position != d.Position {
+				t.Fatalf("limit %d: #%d:\n got %+v\nwant %+v", limit, i, g, d)
+			}
+			if cap(g.Payload) != len(g.Payload) {
+				t.Fatalf("limit %d: #%d: payload can grow into its neighbour (cap %d > len %d)", limit, i, cap(g.Payload), len(g.Payload))
+			}
+		}
+	}
+	if _, err := s.ReadRecovery(ctx, from, 0, 10); err == nil {
+		t.Fatal("ReadRecovery read without a horizon")
 	}
 }

@@ -21,7 +21,7 @@
 //	(c) the highest sustained deliveries/s with p99 < 100 ms and nothing
 //	    lost (100 rooms x 10 subscribers, rate stepped up, then bisected)
 //	(d) RSS per idle connection, 10,000 connections (vs the Node peer)
-//	(e) catch-up of 10,000 missed events via REST pages of 1,000 and via
+//	(e) catch-up of 10,000 missed events via REST pages of up to 10,000 and via
 //	    Socket.IO connection state recovery
 //	(f) reconnect storm: 5,000 clients recover after roomlogd is SIGKILLed
 //
@@ -33,7 +33,7 @@
 //	roomlog-bench scenarios [-duration 5s] [-warmup 1s] [-rooms 1000] [-subs 10] [-rate 1000]
 //	    [-hot-subs 1000] [-hot-rates 10,100] [-c-rooms 100] [-c-subs 10] [-c-start 100]
 //	    [-c-max 20000] [-c-factor 2] [-c-bisect 3] [-c-p99 100ms] [-c-duration 3s]
-//	    [-catchup 10000] [-catchup-reps 5] [-idle-conns 10000] [-idle-gc=true] [-idle-profile DIR]
+//	    [-catchup 10000] [-catchup-page 10000] [-catchup-reps 5] [-idle-conns 10000] [-idle-gc=true] [-idle-profile DIR]
 //	    [-storm-clients 5000] [-storm-rooms 100] [-storm-events 1000] [-targets roomlog,node,async]
 //	    [-only abcdef] [-repeat 1]
 //	roomlog-bench all
@@ -65,6 +65,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	httpapi "github.com/roomlog/roomlog/transport/http"
 )
 
 func main() {
@@ -138,7 +140,7 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.Search.P99, "c-p99", 100*time.Millisecond, "(c) a step passes with delivery p99 under this (and nothing lost)")
 	fs.DurationVar(&o.Search.Duration, "c-duration", 3*time.Second, "(c) measured time per step (after -warmup)")
 	fs.IntVar(&o.CatchUpEvents, "catchup", 10000, "(e) missed events to catch up")
-	fs.IntVar(&o.CatchUpPage, "catchup-page", 1000, "(e) page size (at most 1000)")
+	fs.IntVar(&o.CatchUpPage, "catchup-page", httpapi.MaxCatchUpLimit, "(e) REST page size, the limit parameter (default and at most: the server's largest page)")
 	fs.IntVar(&o.CatchUpReps, "catchup-reps", 5, "(e) repetitions")
 	fs.IntVar(&o.IdleConns, "idle-conns", 10000, "(d) idle connections, each subscribed to its own room")
 	fs.BoolVar(&o.IdleGC, "idle-gc", true, "(d) send roomlogd SIGUSR2 (runtime.GC + debug.FreeOSMemory in the bench build) before each RSS sample, as Node gets global.gc()")
@@ -160,8 +162,8 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 		o.HotRates = append(o.HotRates, n)
 	}
 	o.Targets = strings.Split(targets, ",")
-	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > 1000 || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 || o.Repeat <= 0 {
-		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms, -repeat must be positive and -catchup-page in 1..1000")
+	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > httpapi.MaxCatchUpLimit || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 || o.Repeat <= 0 {
+		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms, -repeat must be positive and -catchup-page in 1..%d", httpapi.MaxCatchUpLimit)
 	}
 	if so := o.Search; so.Rooms <= 0 || so.Subs <= 0 || so.Start <= 0 || so.Max < so.Start || so.Factor <= 1 || so.Bisect < 0 || so.P99 <= 0 || so.Duration <= 0 {
 		return fmt.Errorf("scenarios: -c-rooms, -c-subs, -c-start, -c-p99, -c-duration must be positive, -c-max >= -c-start, -c-factor > 1, -c-bisect >= 0")

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -27,12 +28,13 @@ func appendRoomPage(b []byte, p roomPage) ([]byte, error) {
 	b = append(b, `{"room":`...)
 	b = appendJSONString(b, string(p.Room))
 	b = append(b, `,"events":[`...)
+	var enc eventEncoder
 	for i, d := range p.Events {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		var err error
-		if b, err = appendEvent(b, d); err != nil {
+		if b, err = enc.appendEvent(b, d); err != nil {
 			return b, fmt.Errorf("event %s seq %d: %w", d.Room, d.Seq, err)
 		}
 	}
@@ -45,29 +47,77 @@ func appendRoomPage(b []byte, p roomPage) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// appendEvent appends d as eventJSON (toEventJSON) marshals.
-func appendEvent(b []byte, d domain.Delivery) ([]byte, error) {
+// eventEncoder appends the events of one answer, one after the other to
+// the same buffer. It remembers what repeats from one event to the next:
+// a page's events share their room and mostly their type and producer,
+// and the events of one commit share their time, whose formatting was a
+// third of a page's encoding.
+type eventEncoder struct {
+	// plain holds the room, type and producer last appended, if they
+	// needed no escaping.
+	plain [3]string
+	// at is the time last appended; its text is b[atStart:atEnd] of the
+	// buffer being appended to (atEnd 0: none yet).
+	at             time.Time
+	atStart, atEnd int
+}
+
+// The slots of eventEncoder.plain.
+const (
+	plainRoom = iota
+	plainType
+	plainProducer
+)
+
+// appendEvent appends d as eventJSON (toEventJSON) marshals. b must be the
+// buffer of the previous calls, grown only by appending.
+func (e *eventEncoder) appendEvent(b []byte, d domain.Delivery) ([]byte, error) {
 	b = append(b, `{"id":`...)
 	b = appendJSONString(b, d.ID)
 	b = append(b, `,"room":`...)
-	b = appendJSONString(b, string(d.Room))
+	b = e.appendString(b, string(d.Room), plainRoom)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendInt(b, d.Seq, 10)
 	b = append(b, `,"event":`...)
-	b = appendJSONString(b, d.Type)
+	b = e.appendString(b, d.Type, plainType)
 	b = append(b, `,"payload":`...)
 	var err error
 	if b, err = appendPayload(b, d.Payload); err != nil {
 		return b, err
 	}
 	b = append(b, `,"at":"`...)
-	if b, err = d.OccurredAt.UTC().AppendText(b); err != nil {
-		// As time.Time.MarshalJSON: a year outside [0,9999].
-		return b, err
+	if e.atEnd > 0 && d.OccurredAt.Equal(e.at) {
+		// The same instant has the same UTC text. The source lies before
+		// len(b), so appending it to b never overwrites it.
+		b = append(b, b[e.atStart:e.atEnd]...)
+	} else {
+		start := len(b)
+		if b, err = d.OccurredAt.UTC().AppendText(b); err != nil {
+			// As time.Time.MarshalJSON: a year outside [0,9999].
+			return b, err
+		}
+		e.at, e.atStart, e.atEnd = d.OccurredAt, start, len(b)
 	}
 	b = append(b, `","producer":`...)
-	b = appendJSONString(b, d.Producer)
+	b = e.appendString(b, d.Producer, plainProducer)
 	return append(b, '}'), nil
+}
+
+// appendString is appendJSONString, skipping the check when s is the
+// string last appended in its slot and that needed no escaping.
+func (e *eventEncoder) appendString(b []byte, s string, slot int) []byte {
+	if s == e.plain[slot] && s != "" {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	if needsEscape(s) {
+		return appendJSONString(b, s)
+	}
+	e.plain[slot] = s
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // appendPayload appends a payload as encoding/json writes a
@@ -120,20 +170,38 @@ func isCompact(p []byte) bool {
 // HTML escaping off. Room, type and producer names and event ids are plain
 // ASCII and are copied; anything else is left to encoding/json.
 func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
-			q, err := marshal(s)
-			if err != nil {
-				// Unreachable: every Go string marshals.
-				panic(fmt.Sprintf("httpapi: marshal string: %v", err))
-			}
-			return append(b, q...)
+	if needsEscape(s) {
+		q, err := marshal(s)
+		if err != nil {
+			// Unreachable: every Go string marshals.
+			panic(fmt.Sprintf("httpapi: marshal string: %v", err))
 		}
+		return append(b, q...)
 	}
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
 }
+
+// needsEscape reports whether s holds a byte that encoding/json (with HTML
+// escaping off) does not copy as it is: a control character, a quote, a
+// backslash or any non-ASCII byte.
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !plainByte[s[i]] {
+			return true
+		}
+	}
+	return false
+}
+
+// plainByte marks the bytes needsEscape lets through.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // pageSize bounds the encoded size of p from above (unless strings need
 // escaping), so that the buffer is sized once: an event's keys,

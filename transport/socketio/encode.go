@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/roomlog/roomlog/domain"
@@ -44,27 +45,89 @@ type volatileMeta struct {
 // offset it sends when it reconnects). The frame also carries the same
 // packet without the offset (frame.plain), for a socket that must not move
 // its offset (see conn.write).
+//
+// It runs once per event in the fan-out and once per replayed event in a
+// recovery, so both packets are written by hand into one allocation; the
+// bytes are those encoding/json gave (TestEncodeDeliveryMatchesEncodingJSON).
 func encodeDelivery(d domain.Delivery) (*frame, error) {
-	meta, err := json.Marshal(Meta{Room: d.Room, Seq: d.Seq, ID: d.ID, At: d.OccurredAt.UTC().Format(time.RFC3339Nano)})
-	if err != nil {
-		return nil, fmt.Errorf("encode meta: %w", err)
+	payload := bytes.TrimSpace(d.Payload)
+	if !validJSON(payload) {
+		return nil, fmt.Errorf("encode %s: payload is not valid JSON", d.Type)
 	}
-	plain, err := encodeEvent(d.Type, d.Payload, meta)
-	if err != nil {
-		return nil, err
-	}
-	return withOffset(plain, d.Position), nil
+	// plain, then the packet with the offset: its prefix up to the meta
+	// again, the offset and the closing bracket.
+	size := 2*(len(d.Type)+len(payload)+len(d.Room)+len(d.ID)+96) + 48
+	buf := make([]byte, 0, size)
+	buf = appendDeliveryPrefix(buf, d, payload)
+	prefix := len(buf)
+	buf = append(buf, ']')
+	plainEnd := len(buf)
+	buf = append(buf, buf[:prefix]...)
+	buf = append(buf, `,"`...)
+	buf = eventstore.AppendPosition(buf, d.Position)
+	buf = append(buf, `"]`...)
+	plain := newFrame(buf[:plainEnd])
+	f := newFrame(buf[plainEnd:])
+	f.pos, f.offset, f.plain = d.Position, true, plain
+	return f, nil
 }
 
 // encodeHistory returns the frame of emit(d.Type, d.Payload, meta) without
 // an offset: events a subscribe replays from a room's history are not part
 // of the socket's recoverable stream.
 func encodeHistory(d domain.Delivery) (*frame, error) {
-	meta, err := json.Marshal(Meta{Room: d.Room, Seq: d.Seq, ID: d.ID, At: d.OccurredAt.UTC().Format(time.RFC3339Nano)})
-	if err != nil {
-		return nil, fmt.Errorf("encode meta: %w", err)
+	payload := bytes.TrimSpace(d.Payload)
+	if !validJSON(payload) {
+		return nil, fmt.Errorf("encode %s: payload is not valid JSON", d.Type)
 	}
-	return encodeEvent(d.Type, d.Payload, meta)
+	b := make([]byte, 0, len(d.Type)+len(payload)+len(d.Room)+len(d.ID)+96)
+	b = appendDeliveryPrefix(b, d, payload)
+	return newFrame(append(b, ']')), nil
+}
+
+// appendDeliveryPrefix appends 2["type",payload,meta of a logged event,
+// without the closing bracket. payload must be valid and trimmed.
+func appendDeliveryPrefix(b []byte, d domain.Delivery, payload []byte) []byte {
+	b = append(b, `2[`...)
+	b = appendJSONString(b, d.Type)
+	b = append(b, ',')
+	b = append(b, payload...)
+	b = appendMeta(b, d)
+	return b
+}
+
+// appendMeta appends ,Meta as json.Marshal writes it:
+// {"room":…,"seq":…,"id":…,"at":RFC 3339 in UTC}.
+func appendMeta(b []byte, d domain.Delivery) []byte {
+	b = append(b, `,{"room":`...)
+	b = appendJSONString(b, string(d.Room))
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, d.Seq, 10)
+	b = append(b, `,"id":`...)
+	b = appendJSONString(b, d.ID)
+	b = append(b, `,"at":"`...)
+	// RFC 3339 text needs no escaping.
+	b = d.OccurredAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, `"}`...)
+}
+
+// appendJSONString appends s as json.Marshal writes a string (HTML
+// escaping on). Event types, rooms and ids are plain ASCII and are copied;
+// anything else is left to encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, err := json.Marshal(s)
+			if err != nil {
+				// Unreachable: every Go string marshals.
+				panic(fmt.Sprintf("socketio: marshal string: %v", err))
+			}
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // encodeOffset returns the frame of emit(EventSessionOffset, offset): it
@@ -73,19 +136,6 @@ func encodeOffset(pos domain.Position) *frame {
 	b := []byte(`2["` + EventSessionOffset + `","` + eventstore.FormatPosition(pos) + `"]`)
 	f := newFrame(b)
 	f.pos, f.offset = pos, true
-	return f
-}
-
-// withOffset returns plain with pos appended as the last argument.
-func withOffset(plain *frame, pos domain.Position) *frame {
-	t := plain.text
-	b := make([]byte, 0, len(t)+32)
-	b = append(b, t[:len(t)-1]...) // without the closing ']'
-	b = append(b, `,"`...)
-	b = append(b, eventstore.FormatPosition(pos)...)
-	b = append(b, `"]`...)
-	f := newFrame(b)
-	f.pos, f.offset, f.plain = pos, true, plain
 	return f
 }
 
@@ -108,7 +158,7 @@ func encodeEvent(event string, payload json.RawMessage, meta []byte) (*frame, er
 		return nil, fmt.Errorf("encode event name: %w", err)
 	}
 	payload = bytes.TrimSpace(payload)
-	if !json.Valid(payload) {
+	if !validJSON(payload) {
 		return nil, fmt.Errorf("encode %s: payload is not valid JSON", event)
 	}
 	var b bytes.Buffer

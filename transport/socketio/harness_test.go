@@ -121,7 +121,7 @@ type serverOpts struct {
 }
 
 // newDB returns a pool on a fresh migrated database.
-func newDB(t *testing.T) *pgxpool.Pool {
+func newDB(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	return eventstoretest.New(t)
 }
@@ -137,7 +137,7 @@ func samePool(t *testing.T, pool *pgxpool.Pool) *pgxpool.Pool {
 	return p
 }
 
-func newServer(t *testing.T, pool *pgxpool.Pool, o serverOpts) *server {
+func newServer(t testing.TB, pool *pgxpool.Pool, o serverOpts) *server {
 	t.Helper()
 	ctx := context.Background()
 	logger := testLogger(t, slog.LevelWarn)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"time"
 
@@ -37,24 +38,26 @@ import (
 //     (domain.CanJoin and membership) and keeps only those still allowed.
 //   - The socket then receives, before any live event, every event of its
 //     rooms with a Position after both the offset and the room's join
-//     Position, read below the writer horizon in (txid, id) order (see
-//     eventstore.ReadRecovery). Live events for the socket wait meanwhile
-//     and are handed over with those at or before the last replayed
-//     Position dropped.
+//     Position, read in (txid, id) order below a writer horizon taken once
+//     the socket is back in its rooms (see eventstore.ReadRecovery). Live
+//     events for the socket wait meanwhile and are handed over with those
+//     at or before the last replayed Position dropped.
 //
 // Why nothing is lost or repeated: the client received every frame up to
 // the one carrying its offset O and, the stream being in global order,
 // nothing after it. Live events reach a socket in the fan-out's (txid, id)
 // order, only after the room's join Position, so every event the socket was
 // owed and did not get is after O and after the join Position, and the
-// replay reads exactly those. The replay reads only rows below the writer
-// horizon (eventstore/horizon.go), a set
-// that never gains a member later, so an event it does not read commits
-// later and reaches the socket live; the hand-off drops what the replay
-// already sent. Anything the log cannot vouch for (no session, expired,
-// malformed offset, another user, a database error) gives recovered=false,
-// and the client follows the spec's reconnect policy; never a partial
-// recovery.
+// replay reads exactly those. Each pass of the replay reads only rows below
+// one writer horizon H (eventstore/horizon.go), taken after the socket is
+// back in its rooms: that set never gains a member later, and an event at
+// or above H reaches the fan-out only after the socket rejoined its rooms
+// (horizons only grow, and the tail emits only what lies below a horizon
+// it took), so it is held for the socket and handed over; the hand-off
+// drops what the replay already sent. Anything the log cannot vouch for
+// (no session, expired, malformed offset, another user, a database error)
+// gives recovered=false, and the client follows the spec's reconnect
+// policy; never a partial recovery.
 
 // SessionStore keeps recovery sessions and reads what a session missed.
 // *eventstore.Store satisfies it. Every method is safe for concurrent use.
@@ -70,10 +73,13 @@ type SessionStore interface {
 	DeleteSession(ctx context.Context, pid string) error
 	// PruneSessions deletes up to limit expired sessions.
 	PruneSessions(ctx context.Context, limit int) (int64, error)
+	// WriterHorizon returns a writer horizon computed after the call
+	// began: the events below it are final.
+	WriterHorizon(ctx context.Context) (uint64, error)
 	// ReadRecovery returns up to limit events of the given rooms, each
-	// after its own Position, in (txid, id) order, below the writer
-	// horizon.
-	ReadRecovery(ctx context.Context, after map[domain.Room]domain.Position, limit int) ([]domain.Delivery, error)
+	// after its own Position, in (txid, id) order, below horizon, a value
+	// WriterHorizon returned.
+	ReadRecovery(ctx context.Context, after map[domain.Room]domain.Position, horizon uint64, limit int) ([]domain.Delivery, error)
 	// TailStart returns a Position before every event that commits from
 	// now on.
 	TailStart(ctx context.Context) (domain.Position, error)
@@ -284,6 +290,10 @@ func (c *conn) restoreRooms(r *restored) {
 // duplicate. If the log cannot be read, the socket is closed at the
 // transport: the client reconnects with the same pid and offset and tries
 // again.
+//
+// Each pass reads below one writer horizon, page after page, and reads the
+// next page while it encodes and queues the current one: a replay of
+// thousands of events is bound by these reads.
 func (c *conn) recover(r *restored) {
 	c.h.stats.recovered.Add(1)
 	if err := c.persistNow(); err != nil {
@@ -299,30 +309,43 @@ func (c *conn) recover(r *restored) {
 	last := r.offset
 	n := 0
 	for {
+		ctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.OpTimeout)
+		horizon, err := c.h.sessions.WriterHorizon(ctx)
+		cancel()
+		if err != nil {
+			c.failRecovery(err)
+			return
+		}
+		next := c.readRecovery(bounds, horizon)
 		for {
-			ctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.OpTimeout)
-			page, err := c.h.sessions.ReadRecovery(ctx, bounds, c.h.cfg.ReplayPageSize)
-			cancel()
-			if err != nil {
-				c.failRecovery(err)
+			res := <-next
+			if res.err != nil {
+				c.failRecovery(res.err)
 				return
 			}
+			page := res.page
 			for _, d := range page {
 				last = later(last, d.Position)
+			}
+			for room, b := range bounds {
+				bounds[room] = later(b, last)
+			}
+			more := len(page) >= c.h.cfg.ReplayPageSize
+			if more {
+				next = c.readRecovery(bounds, horizon)
+			}
+			for _, d := range page {
 				f, err := encodeDelivery(d)
 				if err != nil {
 					c.h.logger.Error("cannot encode logged event; skipped", "room", d.Room, "seq", d.Seq, "error", err)
 					continue
 				}
 				if err := c.out.pushWait(c.ctx, item{f: f}); err != nil {
-					return // disconnected
+					return // disconnected; a read under way ends with c.ctx
 				}
 				n++
 			}
-			for room, b := range bounds {
-				bounds[room] = later(b, last)
-			}
-			if len(page) < c.h.cfg.ReplayPageSize {
+			if !more {
 				break
 			}
 		}
@@ -373,6 +396,31 @@ func (c *conn) recover(r *restored) {
 			bounds[room] = later(b, last)
 		}
 	}
+}
+
+// recoveryPage is the outcome of one replay read.
+type recoveryPage struct {
+	page []domain.Delivery
+	err  error
+}
+
+// readRecovery starts reading the page after bounds (copied: the caller
+// goes on updating its map) below horizon, and returns where its outcome
+// arrives. The read ends with the socket's context. Once the Hub stops
+// taking background work, it reads before returning.
+func (c *conn) readRecovery(bounds map[domain.Room]domain.Position, horizon uint64) <-chan recoveryPage {
+	after := maps.Clone(bounds)
+	out := make(chan recoveryPage, 1) // never blocks the reader
+	read := func() {
+		ctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.OpTimeout)
+		defer cancel()
+		page, err := c.h.sessions.ReadRecovery(ctx, after, horizon, c.h.cfg.ReplayPageSize)
+		out <- recoveryPage{page: page, err: err}
+	}
+	if !c.h.goBackground(read) {
+		read()
+	}
+	return out
 }
 
 // failRecovery closes a socket whose recovery could not be completed.
