@@ -140,6 +140,10 @@ func runStormTarget(ctx context.Context, o scenarioOptions, bin, root string, pr
 	return r, err
 }
 
+// settleTime is how long runInterleaved lets the targets settle after
+// they all started, before the first measured cell.
+const settleTime = 3 * time.Second
+
 // runInterleaved starts every target, runs the fan-out cells, (c) and (e)
 // on them in interleaved order, stops them and prints the tables.
 func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, bin, root string, out, progress io.Writer) error {
@@ -157,6 +161,12 @@ func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, 
 		}
 		targets = append(targets, running{key: key, s: s, drop: drop})
 		fmt.Fprintf(progress, "target %s at %s\n", s.name, s.base)
+	}
+	// A target is ready before its start-up work (projections from the
+	// beginning of an empty log, session pruning, presence) has settled;
+	// the first cell must not measure the last target's start-up.
+	if !sleepCtx(ctx, settleTime) {
+		return ctx.Err()
 	}
 	watch, err := openXactWatch(ctx)
 	if err != nil {
@@ -340,4 +350,16 @@ func ratioOf(a, b time.Duration) float64 {
 		return 0
 	}
 	return float64(a) / float64(b)
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
