@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/zishang520/socket.io/v3/pkg/types"
 
 	"github.com/roomlog/roomlog/domain"
+	"github.com/roomlog/roomlog/eventstore"
 )
 
 func TestConfig(t *testing.T) {
@@ -320,5 +322,54 @@ func TestArgs(t *testing.T) {
 	}
 	if _, err := idField(map[string]any{"chatId": "bad id"}, "chatId"); domain.ErrorCode(err) != domain.CodeInvalid {
 		t.Errorf("idField(bad id) = %v", err)
+	}
+}
+
+// replayOnly reads rooms but cannot check membership.
+type replayOnly struct{}
+
+func (replayOnly) ReadRoom(context.Context, domain.Room, int64, int) (eventstore.Page, error) {
+	return eventstore.Page{}, nil
+}
+
+// replayAndMembers also checks membership.
+type replayAndMembers struct{ replayOnly }
+
+func (replayAndMembers) IsMember(context.Context, domain.Room, string) (bool, error) {
+	return false, nil
+}
+
+type noAuth struct{}
+
+func (noAuth) Authenticate(*http.Request, string) (domain.Principal, error) {
+	return domain.Principal{}, errors.New("no")
+}
+
+// Membership checks come from HubParams.Members, else from Rooms if it
+// can answer them; a Hub with neither is refused, never built to fail
+// every join.
+func TestHubMembersParam(t *testing.T) {
+	t.Parallel()
+	cfg := Config{FrontendOrigin: "http://localhost:3000"}
+	tests := []struct {
+		name    string
+		p       HubParams
+		wantErr bool
+	}{
+		{"RoomsChecksMembership", HubParams{Config: cfg, Auth: noAuth{}, Rooms: replayAndMembers{}}, false},
+		{"SeparateMembers", HubParams{Config: cfg, Auth: noAuth{}, Rooms: replayOnly{}, Members: replayAndMembers{}}, false},
+		{"NoMembershipAtAll", HubParams{Config: cfg, Auth: noAuth{}, Rooms: replayOnly{}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h, err := NewHub(tt.p)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("NewHub: err = %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && h.membership == nil {
+				t.Fatal("the Hub has no membership checker")
+			}
+		})
 	}
 }
