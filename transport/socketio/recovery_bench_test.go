@@ -162,23 +162,8 @@ func recoverOnce(base string, auth map[string]string, n int) error {
 	return nil
 }
 
-// readUntil reads packets, answering pings, until one starts with prefix.
+// readUntil reads packets, answering pings, until one starts with prefix
+// (rawSocket.until on a bare connection).
 func readUntil(ws *websocket.Conn, prefix string) ([]byte, error) {
-	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		_, msg, err := ws.ReadMessage()
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case bytes.HasPrefix(msg, []byte(prefix)):
-			return msg, nil
-		case string(msg) == "2":
-			if err := ws.WriteMessage(websocket.TextMessage, []byte("3")); err != nil {
-				return nil, err
-			}
-		case bytes.HasPrefix(msg, []byte("44")):
-			return nil, fmt.Errorf("refused: %s", msg)
-		}
-	}
+	return (&rawSocket{ws: ws}).until(prefix)
 }
