@@ -204,12 +204,10 @@ func (c *conn) drop(reason string) {
 // work (see outbox): an idle socket has none.
 func (c *conn) startWriter() {
 	c.watchTransport()
-	c.out.setWriter(func() bool {
-		if c.h.goBackground(c.writeLoop) {
-			return true
+	c.out.setWriter(func() {
+		if !c.h.goBackground(c.writeLoop) {
+			c.sock.Conn().Close(true) // the Hub is stopping; the client reconnects elsewhere
 		}
-		c.sock.Conn().Close(true) // the Hub is stopping; the client reconnects elsewhere
-		return false
 	})
 }
 

@@ -32,12 +32,6 @@ type Meta struct {
 	At string `json:"at"`
 }
 
-// volatileMeta is the meta of a volatile event (user-typing): it has no
-// place in the log.
-type volatileMeta struct {
-	Room domain.Room `json:"room"`
-}
-
 // encodeDelivery returns the frame of emit(d.Type, d.Payload, meta,
 // offset): the payload travels byte for byte as the log stores it, and the
 // last argument is d's log position as a recovery offset ("txid:id";
@@ -50,9 +44,9 @@ type volatileMeta struct {
 // recovery, so both packets are written by hand into one allocation; the
 // bytes are those encoding/json gave (TestEncodeDeliveryMatchesEncodingJSON).
 func encodeDelivery(d domain.Delivery) (*frame, error) {
-	payload := bytes.TrimSpace(d.Payload)
-	if !validJSON(payload) {
-		return nil, fmt.Errorf("encode %s: payload is not valid JSON", d.Type)
+	payload, err := checkedPayload(d.Type, d.Payload)
+	if err != nil {
+		return nil, err
 	}
 	// plain, then the packet with the offset: its prefix up to the meta
 	// again, the offset and the closing bracket.
@@ -76,24 +70,41 @@ func encodeDelivery(d domain.Delivery) (*frame, error) {
 // an offset: events a subscribe replays from a room's history are not part
 // of the socket's recoverable stream.
 func encodeHistory(d domain.Delivery) (*frame, error) {
-	payload := bytes.TrimSpace(d.Payload)
-	if !validJSON(payload) {
-		return nil, fmt.Errorf("encode %s: payload is not valid JSON", d.Type)
+	payload, err := checkedPayload(d.Type, d.Payload)
+	if err != nil {
+		return nil, err
 	}
 	b := make([]byte, 0, len(d.Type)+len(payload)+len(d.Room)+len(d.ID)+96)
 	b = appendDeliveryPrefix(b, d, payload)
 	return newFrame(append(b, ']')), nil
 }
 
-// appendDeliveryPrefix appends 2["type",payload,meta of a logged event,
-// without the closing bracket. payload must be valid and trimmed.
-func appendDeliveryPrefix(b []byte, d domain.Delivery, payload []byte) []byte {
+// checkedPayload returns payload without surrounding white space, or an
+// error if it is not one JSON value.
+func checkedPayload(event string, payload json.RawMessage) ([]byte, error) {
+	p := bytes.TrimSpace(payload)
+	if !validJSON(p) {
+		return nil, fmt.Errorf("encode %s: payload is not valid JSON", event)
+	}
+	return p, nil
+}
+
+// appendEventPrefix appends 2["event",payload: the Socket.IO EVENT packet
+// in the main namespace, without an ack id, up to its last arguments. The
+// packet is written by hand rather than by the library's encoder, which
+// would take a json.RawMessage ([]byte) for binary data and send it as an
+// attachment. payload must be checked (checkedPayload).
+func appendEventPrefix(b []byte, event string, payload []byte) []byte {
 	b = append(b, `2[`...)
-	b = appendJSONString(b, d.Type)
+	b = appendJSONString(b, event)
 	b = append(b, ',')
-	b = append(b, payload...)
-	b = appendMeta(b, d)
-	return b
+	return append(b, payload...)
+}
+
+// appendDeliveryPrefix appends 2["type",payload,meta of a logged event,
+// without the closing bracket. payload must be checked.
+func appendDeliveryPrefix(b []byte, d domain.Delivery, payload []byte) []byte {
+	return appendMeta(appendEventPrefix(b, d.Type, payload), d)
 }
 
 // appendMeta appends ,Meta as json.Marshal writes it:
@@ -139,36 +150,16 @@ func encodeOffset(pos domain.Position) *frame {
 	return f
 }
 
-// encodeVolatile returns the frame of emit(event, payload, {room}).
+// encodeVolatile returns the frame of emit(event, payload, {room}): the
+// meta of a volatile event (user-typing), which has no place in the log.
 func encodeVolatile(event string, room domain.Room, payload json.RawMessage) (*frame, error) {
-	meta, err := json.Marshal(volatileMeta{Room: room})
+	p, err := checkedPayload(event, payload)
 	if err != nil {
-		return nil, fmt.Errorf("encode meta: %w", err)
+		return nil, err
 	}
-	return encodeEvent(event, payload, meta)
-}
-
-// encodeEvent builds the Socket.IO EVENT packet 2["event",payload,meta] in
-// the main namespace, without an ack id. The packet is written by hand
-// rather than by the library's encoder, which would take a
-// json.RawMessage ([]byte) for binary data and send it as an attachment.
-func encodeEvent(event string, payload json.RawMessage, meta []byte) (*frame, error) {
-	name, err := json.Marshal(event)
-	if err != nil {
-		return nil, fmt.Errorf("encode event name: %w", err)
-	}
-	payload = bytes.TrimSpace(payload)
-	if !validJSON(payload) {
-		return nil, fmt.Errorf("encode %s: payload is not valid JSON", event)
-	}
-	var b bytes.Buffer
-	b.Grow(len(name) + len(payload) + len(meta) + 6)
-	b.WriteString(`2[`)
-	b.Write(name)
-	b.WriteByte(',')
-	b.Write(payload)
-	b.WriteByte(',')
-	b.Write(meta)
-	b.WriteByte(']')
-	return newFrame(b.Bytes()), nil
+	b := make([]byte, 0, len(event)+len(p)+len(room)+24)
+	b = appendEventPrefix(b, event, p)
+	b = append(b, `,{"room":`...)
+	b = appendJSONString(b, string(room))
+	return newFrame(append(b, "}]"...)), nil
 }

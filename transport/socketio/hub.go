@@ -131,7 +131,7 @@ type Hub struct {
 
 	mu    sync.RWMutex
 	conns map[socket.SocketId]*conn
-	index map[domain.Room]members
+	index map[domain.Room]roomSockets
 	// pos is the last log position Emit handled (or the tail position at
 	// Start): sockets joining a room now receive its events after pos.
 	pos domain.Position
@@ -200,7 +200,7 @@ func NewHub(p HubParams) (*Hub, error) {
 		volatile:   p.Volatile,
 		now:        now,
 		conns:      map[socket.SocketId]*conn{},
-		index:      map[domain.Room]members{},
+		index:      map[domain.Room]roomSockets{},
 		stopDone:   make(chan struct{}),
 
 		pendingMax: cfg.OutboundQueue,
@@ -623,10 +623,10 @@ func (h *Hub) onDisconnect(c *conn, reason string) {
 	}
 }
 
-// members are the local sockets of one room. Most rooms (a user's own
+// roomSockets are the local sockets of one room. Most rooms (a user's own
 // room) have one socket, which needs no set of its own: one holds it, and
 // many, the set, is used from the second socket on (then one is nil).
-type members struct {
+type roomSockets struct {
 	one  *conn
 	many map[*conn]struct{}
 }
@@ -672,23 +672,16 @@ func (h *Hub) unindexLocked(r domain.Room, c *conn) {
 	}
 }
 
-// appendTo appends the room's sockets to out.
-func (m members) appendTo(out []*conn) []*conn {
+// list returns the room's sockets in a new slice.
+func (m roomSockets) list() []*conn {
 	if m.one != nil {
-		return append(out, m.one)
+		return []*conn{m.one}
 	}
+	out := make([]*conn, 0, len(m.many))
 	for c := range m.many {
 		out = append(out, c)
 	}
 	return out
-}
-
-// len returns the number of sockets in the room.
-func (m members) len() int {
-	if m.one != nil {
-		return 1
-	}
-	return len(m.many)
 }
 
 // emitTargets records d as the last emitted position and returns the local
@@ -700,16 +693,14 @@ func (h *Hub) emitTargets(d domain.Delivery) []*conn {
 	if h.pos.Less(d.Position) {
 		h.pos = d.Position
 	}
-	m := h.index[d.Room]
-	return m.appendTo(make([]*conn, 0, m.len()))
+	return h.index[d.Room].list()
 }
 
 // members returns the local sockets in room.
 func (h *Hub) members(room domain.Room) []*conn {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	m := h.index[room]
-	return m.appendTo(make([]*conn, 0, m.len()))
+	return h.index[room].list()
 }
 
 // Emit delivers a logged event to this node's sockets in d.Room as

@@ -55,8 +55,9 @@ type outbox struct {
 	closed bool
 	// start starts the writer (nil until setWriter: items wait). running
 	// says a writer was started and has not stopped; it stays true after
-	// a writer gave up on the socket, so that none is started again.
-	start   func() bool
+	// a writer gave up on the socket, or could not start, so that none is
+	// started again.
+	start   func()
 	running bool
 	space   chan struct{} // cap 1, made by the first pushWait: the writer took items
 }
@@ -65,33 +66,32 @@ func newOutbox(maxItems, maxBytes int) *outbox {
 	return &outbox{maxItems: maxItems, maxBytes: maxBytes}
 }
 
-// setWriter installs start, which starts a writer goroutine and reports
-// false if it could not, and starts one at once if items wait. The writer
-// must loop on takeOrStop until it returns nil.
-func (o *outbox) setWriter(start func() bool) {
+// setWriter installs start, which starts a writer goroutine (or, if it
+// cannot, closes the socket), and starts one at once if items wait. The
+// writer must loop on takeOrStop until it returns nil.
+func (o *outbox) setWriter(start func()) {
 	o.mu.Lock()
 	o.start = start
-	run := o.wantWriterLocked()
+	o.unlockAndRun()
+}
+
+// unlockAndRun unlocks o.mu, which must be held, and starts a writer if
+// items wait and none runs.
+func (o *outbox) unlockAndRun() {
+	run := o.start != nil && !o.running && !o.closed && len(o.items) > 0
+	o.running = o.running || run
 	o.mu.Unlock()
 	if run {
-		o.runWriter()
+		o.start()
 	}
 }
 
-// wantWriterLocked reports whether a writer must be started now, and if so
-// marks it running. o.mu must be held.
-func (o *outbox) wantWriterLocked() bool {
-	if o.start == nil || o.running || o.closed || len(o.items) == 0 {
-		return false
-	}
-	o.running = true
-	return true
-}
-
-func (o *outbox) runWriter() {
-	// A start that fails (the Hub is stopping and closes the socket) leaves
-	// running set: nothing would write what waits anyway.
-	_ = o.start()
+// appendAndRun appends it, unlocks o.mu, which must be held, and starts a
+// writer if none runs.
+func (o *outbox) appendAndRun(it item) {
+	o.items = append(o.items, it)
+	o.bytes += it.size()
+	o.unlockAndRun()
 }
 
 // push appends it unless that would exceed a bound. It reports false when
@@ -107,13 +107,7 @@ func (o *outbox) push(it item) bool {
 		o.mu.Unlock()
 		return false
 	}
-	o.items = append(o.items, it)
-	o.bytes += it.size()
-	run := o.wantWriterLocked()
-	o.mu.Unlock()
-	if run {
-		o.runWriter()
-	}
+	o.appendAndRun(it)
 	return true
 }
 
@@ -128,13 +122,7 @@ func (o *outbox) pushWait(ctx context.Context, it item) error {
 			return errOutboxClosed
 		}
 		if len(o.items) < o.maxItems/2 && (len(o.items) == 0 || o.bytes+it.size() <= o.maxBytes/2) {
-			o.items = append(o.items, it)
-			o.bytes += it.size()
-			run := o.wantWriterLocked()
-			o.mu.Unlock()
-			if run {
-				o.runWriter()
-			}
+			o.appendAndRun(it)
 			return nil
 		}
 		if o.space == nil {
@@ -150,25 +138,14 @@ func (o *outbox) pushWait(ctx context.Context, it item) error {
 	}
 }
 
-// take removes and returns every waiting item, oldest first.
-func (o *outbox) take() []item {
-	return o.takeItems(false)
-}
-
 // takeOrStop is the writer's take: it removes and returns every waiting
 // item, oldest first, or, if none waits, records that the writer stopped
 // and returns nil. The writer must then exit; the next push starts another.
 func (o *outbox) takeOrStop() []item {
-	return o.takeItems(true)
-}
-
-func (o *outbox) takeItems(stopIfEmpty bool) []item {
 	o.mu.Lock()
 	items := o.items
 	if len(items) == 0 {
-		if stopIfEmpty {
-			o.running = false
-		}
+		o.running = false
 		o.mu.Unlock()
 		return nil
 	}

@@ -130,7 +130,7 @@ func TestOutbox(t *testing.T) {
 	if o.push(item{fn: func() {}}) {
 		t.Fatal("item bound not enforced")
 	}
-	if got := o.take(); len(got) != 4 || o.len() != 0 {
+	if got := o.takeOrStop(); len(got) != 4 || o.len() != 0 {
 		t.Fatalf("take returned %d, %d left", len(got), o.len())
 	}
 	// A single oversized frame is still accepted into an empty outbox.
@@ -138,7 +138,7 @@ func TestOutbox(t *testing.T) {
 	if !o.push(item{f: big}) {
 		t.Fatal("a lone large frame was refused")
 	}
-	o.take()
+	o.takeOrStop()
 
 	// pushWait waits for half the capacity.
 	o = newOutbox(4, 1<<20)
@@ -152,7 +152,7 @@ func TestOutbox(t *testing.T) {
 		t.Fatalf("pushWait returned %v on a full outbox", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	o.take()
+	o.takeOrStop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestOutboxWriterOnDemand(t *testing.T) {
 	f := newFrame([]byte("x"))
 	o := newOutbox(8, 1<<20)
 	starts := 0
-	start := func() bool { starts++; return true }
+	start := func() { starts++ }
 	o.push(item{f: f})
 	if starts != 0 {
 		t.Fatal("a writer started before setWriter")
@@ -216,7 +216,7 @@ func TestOutboxWriterOnDemand(t *testing.T) {
 		t.Fatalf("%d starts, want 3", starts)
 	}
 	o = newOutbox(8, 1<<20)
-	o.setWriter(func() bool { starts++; return false })
+	o.setWriter(func() { starts++ }) // a start that failed: no writer runs
 	o.push(item{f: f})
 	o.push(item{f: f})
 	if starts != 4 {
