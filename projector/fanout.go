@@ -80,6 +80,23 @@ func (f *Fanout) Position() (domain.Position, bool) {
 	return f.pos, f.ready
 }
 
+// NewRunner returns the fan-out's tail Runner: cfg with Handler f, Start
+// FromNow, no checkpoints and, if cfg.Name is empty, FanoutName. It points
+// f.Advance at the Runner, so that what a hand-off emitted is not read
+// again. Set f.Emitter before the Runner starts.
+func (f *Fanout) NewRunner(cfg Config) (*Runner, error) {
+	if cfg.Name == "" {
+		cfg.Name = FanoutName
+	}
+	cfg.Handler, cfg.Start, cfg.Checkpoints = f, FromNow, nil
+	r, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	f.Advance = r.Advance
+	return r, nil
+}
+
 // Handle implements Handler: it emits the tail's events that a hand-off
 // has not already emitted.
 func (f *Fanout) Handle(ctx context.Context, batch []domain.Delivery, _ domain.Position) error {

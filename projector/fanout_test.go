@@ -174,11 +174,10 @@ func TestFanoutHandoffUnderLoad(t *testing.T) {
 	}
 	defer other.Stop()
 
-	r, err := projector.New(projector.Config{Name: projector.FanoutName, Source: s, Handler: live, PollInterval: 20 * time.Millisecond})
+	r, err := live.NewRunner(projector.Config{Source: s, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	live.Advance = r.Advance
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -274,11 +273,10 @@ func TestFanoutHandoffTwoProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer p.store.Stop()
-		r, err := projector.New(projector.Config{Name: projector.FanoutName, Source: p.store, Handler: p.live, PollInterval: 20 * time.Millisecond})
+		r, err := p.live.NewRunner(projector.Config{Source: p.store, PollInterval: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.live.Advance = r.Advance
 		if err := r.Start(ctx); err != nil {
 			t.Fatal(err)
 		}

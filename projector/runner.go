@@ -247,9 +247,10 @@ func (r *Runner) LastEventAt() time.Time {
 func (r *Runner) loop(ctx context.Context) {
 	backoff := time.Duration(0)
 	// After a wake-up, the notified rows may not be readable yet: the tail
-	// reads only below the oldest running transaction in the whole
-	// cluster. So a wake is followed by quick re-reads with growing
-	// delays (5ms, 10ms, … up to PollInterval) instead of one read.
+	// reads only below the writer horizon, the oldest transaction that can
+	// still write events (eventstore/horizon.go). So a wake is followed by
+	// quick re-reads with growing delays (5ms, 10ms, … up to PollInterval)
+	// instead of one read.
 	var recheck time.Duration
 	for {
 		n, err := r.step(ctx)

@@ -52,12 +52,12 @@ type Main struct {
 	store    *eventstore.Store
 	hub      *socketio.Hub
 	registry *projector.Registry
-	fanout   *projector.Runner
-	// fanoutRunner is fanout for the store's writer goroutines, which
-	// start before it exists (Config.HandoffMissed).
-	fanoutRunner atomic.Pointer[projector.Runner]
-	server       *http.Server
-	listener     net.Listener
+	// fanout is the live fan-out's tail Runner, once started: atomic for
+	// the store's writer goroutines, which start before it exists
+	// (Config.HandoffMissed).
+	fanout   atomic.Pointer[projector.Runner]
+	server   *http.Server
+	listener net.Listener
 	// pprof serves net/http/pprof when Config.PprofAddr is set.
 	pprof *http.Server
 
@@ -136,7 +136,7 @@ func (m *Main) Run(ctx context.Context) error {
 		// A commit the hand-off could not take is read from the tail at
 		// once (its NOTIFY does not wake the fan-out; see below).
 		storeCfg.HandoffMissed = func() {
-			if r := m.fanoutRunner.Load(); r != nil {
+			if r := m.fanout.Load(); r != nil {
 				r.Wake()
 			}
 		}
@@ -212,19 +212,15 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.hub.Start(ctx); err != nil {
 		return err
 	}
-	fanout, err := projector.New(projector.Config{
-		Name: projector.FanoutName, Source: m.store, Start: projector.FromNow,
-		Handler: live, Logger: log, PollInterval: 100 * time.Millisecond,
-	})
+	live.Emitter = m.hub
+	fanout, err := live.NewRunner(projector.Config{Source: m.store, Logger: log, PollInterval: 100 * time.Millisecond})
 	if err != nil {
 		return err
 	}
-	live.Emitter, live.Advance = m.hub, fanout.Advance
 	if err := fanout.Start(ctx); err != nil {
 		return fmt.Errorf("start fan-out: %w", err)
 	}
-	m.fanout = fanout
-	m.fanoutRunner.Store(fanout)
+	m.fanout.Store(fanout)
 	listenCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.listenCancel = cancel
 	m.bg.Add(1)
@@ -235,7 +231,7 @@ func (m *Main) Run(ctx context.Context) error {
 			// (or HandoffMissed woke it): waking it would only re-read
 			// the tail for nothing, several times, on every publish.
 			if !n.HandedOff {
-				m.fanout.Wake()
+				fanout.Wake()
 			}
 			m.registry.Wake()
 		})
@@ -341,8 +337,8 @@ func (m *Main) Close() error {
 		if m.pprof != nil {
 			_ = m.pprof.Close() // profiles in progress are of no use after shutdown
 		}
-		if m.fanout != nil {
-			m.fanout.Stop()
+		if r := m.fanout.Load(); r != nil {
+			r.Stop()
 		}
 		if m.registry != nil {
 			m.registry.Stop()

@@ -194,14 +194,11 @@ func newServer(t testing.TB, pool *pgxpool.Pool, o serverOpts) *server {
 		}
 		runners = append(runners, r)
 	}
-	fanout, err := projector.New(projector.Config{
-		Name: projector.FanoutName, Source: store, Handler: live,
-		Start: projector.FromNow, PollInterval: 100 * time.Millisecond, Logger: logger,
-	})
+	live.Emitter = hub
+	fanout, err := live.NewRunner(projector.Config{Source: store, PollInterval: 100 * time.Millisecond, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	live.Emitter, live.Advance = hub, fanout.Advance
 	runners = append(runners, fanout)
 	for _, r := range runners {
 		if err := r.Start(ctx); err != nil {
