@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/eventstore"
 	"github.com/roomlog/roomlog/eventstore/eventstoretest"
@@ -246,14 +244,7 @@ func TestAuditLateCommit(t *testing.T) {
 	}
 	cursor := waitVisible(t, s, nil, 1)[0].Position
 
-	txA, err := pool.BeginTx(ctx, pgx.TxOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer txA.Rollback(ctx) //nolint:errcheck
-	if _, err := s.AppendTx(ctx, txA, []eventstore.AppendRequest{req("x-held", `{}`, "user-b")}); err != nil {
-		t.Fatal(err)
-	}
+	txA := holdWriter(t, s, pool, "user-b")
 	if _, err := s.Append(ctx, req("x-later", `{}`, "user-c")); err != nil {
 		t.Fatal(err)
 	}

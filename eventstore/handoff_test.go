@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/eventstore"
 	"github.com/roomlog/roomlog/eventstore/eventstoretest"
@@ -101,14 +99,7 @@ func TestHandoff(t *testing.T) {
 
 	// 2. An older transaction is running: the next commit hands off
 	// nothing (its rows are not final in tail order yet).
-	txA, err := pool.BeginTx(ctx, pgx.TxOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer txA.Rollback(ctx) //nolint:errcheck
-	if _, err := s.AppendTx(ctx, txA, []eventstore.AppendRequest{req("x-held", `{}`, "user-a")}); err != nil {
-		t.Fatal(err)
-	}
+	txA := holdWriter(t, s, pool, "user-a")
 	if _, err := s.Append(ctx, req("x-later", `{}`, "user-b")); err != nil {
 		t.Fatal(err)
 	}

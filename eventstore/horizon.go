@@ -93,6 +93,14 @@ var oldestWriterSQL = writerLocksCTE + `, r AS (SELECT pg_current_xact_id()::tex
 	SELECT pg_snapshot_xmin(pg_current_snapshot()) >= pg_current_xact_id()
 	    OR NOT EXISTS (SELECT 1 FROM w, r WHERE ` + fullXid("w.x32", "r.ref") + ` < r.ref)`
 
+// WriterHorizon returns a writer horizon computed after the call began:
+// every transaction with a smaller id that could write events has ended, so
+// the events below it, read by any later statement, are final.
+// ReadRecovery reads below one.
+func (s *Store) WriterHorizon(ctx context.Context) (uint64, error) {
+	return s.writerHorizon(ctx)
+}
+
 // writerHorizon returns a writer horizon computed after the call began;
 // read below it in a later statement. Concurrent callers share one query:
 // a caller joins the next query that has not started yet, so every caller

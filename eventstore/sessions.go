@@ -146,14 +146,6 @@ func (st *Store) PruneSessions(ctx context.Context, limit int) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-// WriterHorizon returns a writer horizon (horizon.go) computed after the
-// call began: every transaction with a smaller id has ended, so the events
-// below it, read by any later statement, are final. ReadRecovery reads
-// below one.
-func (st *Store) WriterHorizon(ctx context.Context) (uint64, error) {
-	return st.writerHorizon(ctx)
-}
-
 // ReadRecovery returns up to limit events of the rooms of after, each room
 // read strictly after its own position, merged in the log's global order
 // (txid, id), with a txid below horizon, which must be a value

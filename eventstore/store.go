@@ -38,10 +38,11 @@ type Config struct {
 	// in-process consumer (the live fan-out) the moment they are durable,
 	// without the round trips of NOTIFY and a tail read. Before each group
 	// commit the writer asks HandoffAfter for the position after which the
-	// consumer still needs events (ok false: no hand-off). If that
-	// commit's transaction was the oldest running in the cluster, Handoff
-	// then receives, after the COMMIT, every event after that position up
-	// to and including the commit's own, in the tail's (txid, id) order:
+	// consumer still needs events (ok false: no hand-off). If no older
+	// transaction could still write events (the writer horizon,
+	// horizon.go), Handoff then receives, after the COMMIT, every event
+	// after that position up to and including the commit's own, in the
+	// tail's (txid, id) order:
 	// exactly what ReadTail would return from it, with nothing missing.
 	// Otherwise Handoff is not called and the tail delivers them. Handoff
 	// is called from a writer goroutine (the writers run concurrently) and

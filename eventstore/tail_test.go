@@ -52,14 +52,7 @@ func TestTailOutOfOrderCommit(t *testing.T) {
 
 	// Transaction A appends to room-a and stays open: it holds the oldest
 	// transaction id.
-	txA, err := pool.BeginTx(ctx, pgx.TxOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer txA.Rollback(ctx) //nolint:errcheck
-	if _, err := s.AppendTx(ctx, txA, []eventstore.AppendRequest{req("x-held", `{}`, "user-a")}); err != nil {
-		t.Fatal(err)
-	}
+	txA := holdWriter(t, s, pool, "user-a")
 
 	// B and C commit after A took its id, and get larger ids.
 	for i := range 2 {
@@ -103,6 +96,23 @@ func TestTailOutOfOrderCommit(t *testing.T) {
 	if fmt.Sprint(types) != "[x-held x-later x-later]" {
 		t.Fatalf("tail after commit = %v, want the held row first and nothing skipped", types)
 	}
+}
+
+// holdWriter opens a transaction that appends an x-held event to room and
+// stays open, holding the oldest event-writing transaction id, until the
+// test commits it or ends (then it is rolled back).
+func holdWriter(t *testing.T, s *eventstore.Store, pool *pgxpool.Pool, room string) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	if _, err := s.AppendTx(ctx, tx, []eventstore.AppendRequest{req("x-held", `{}`, room)}); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }
 
 // holdXid opens a transaction on pool that takes a transaction id and
