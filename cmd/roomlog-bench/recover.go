@@ -80,7 +80,7 @@ func (c *recoveryClient) connect(ctx context.Context, base string, auth map[stri
 			ws.Close()
 			return "", fmt.Errorf("connect_error: %s", msg[2:])
 		case bytes.HasPrefix(msg, []byte("40")):
-			var ack struct{ Sid, Pid string }
+			var ack struct{ Pid string }
 			_ = json.Unmarshal(msg[2:], &ack)
 			_ = ws.SetReadDeadline(time.Time{})
 			done := make(chan struct{})

@@ -173,7 +173,6 @@ type searchSummary struct {
 	rate   float64     // its deliveries/s
 	capped bool        // the median run stopped at the cap
 	runs   []string    // each run's highest passing deliveries/s
-	below  int         // runs in which even the first step failed
 	failed *searchStep // the median run's lowest failing step
 }
 
@@ -186,7 +185,6 @@ func summarizeSearch(rs []searchResult, measured time.Duration) searchSummary {
 	var ok []run
 	for _, r := range rs {
 		if r.best < 0 {
-			sum.below++
 			sum.runs = append(sum.runs, "none")
 			continue
 		}

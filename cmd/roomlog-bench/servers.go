@@ -44,7 +44,6 @@ type server struct {
 	token func(user string) string
 	// bearer is what catch-up reads send (roomlogd only).
 	bearer string
-	apiKey string
 	// relaunch starts the same server again on the same port and
 	// database (roomlogd only).
 	relaunch func(ctx context.Context) (*server, error)
@@ -145,7 +144,7 @@ func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, ad
 	if asyncCommit {
 		name = "roomlog sync_commit=off"
 	}
-	s := &server{name: name, base: "http://" + addr, cmd: cmd, logs: logs, apiKey: key}
+	s := &server{name: name, base: "http://" + addr, cmd: cmd, logs: logs}
 	s.relaunch = func(ctx context.Context) (*server, error) {
 		return launchRoomlogd(ctx, bin, dbURL, asyncCommit, addr, secret, key, env...)
 	}
