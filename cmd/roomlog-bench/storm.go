@@ -50,7 +50,7 @@ func runStorm(ctx context.Context, s *server, n, rooms, events int, progress io.
 	defer closeAll()
 
 	t0 := time.Now()
-	err := connectAll(ctx, n, func(i int) error {
+	err := inParallel(ctx, n, connectParallel, func(i int) error {
 		c := cs[i]
 		pid, err := c.connect(ctx, s.base, map[string]string{"token": c.token})
 		if err != nil {
