@@ -46,7 +46,7 @@ func inParallel(ctx context.Context, n, limit int, f func(i int) error) error {
 // dialSubscribed opens a Socket.IO connection to s as user and subscribes
 // it (acked) to room; the connection is closed if subscribing fails.
 func dialSubscribed(ctx context.Context, s *server, user, room string) (*sioConn, error) {
-	sc, err := dialSIO(ctx, s.base, benchOrigin, s.token(user))
+	sc, err := dialSIO(ctx, s.base, s.token(user))
 	if err != nil {
 		return nil, err
 	}
