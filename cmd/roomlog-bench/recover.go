@@ -41,8 +41,9 @@ func (c *recoveryClient) write(msg []byte) error {
 	return c.ws.WriteMessage(websocket.TextMessage, msg)
 }
 
-// connect opens a connection with auth and returns the pid of the CONNECT
-// ack; then a reader keeps the offset and answers pings. Events that
+// connect opens a connection with auth, keeps the pid of the CONNECT ack
+// (see state) and returns it; then a reader keeps the offset and answers
+// pings. Events that
 // arrive before the ack (socket.io sends a recovered socket's missed
 // packets first) are handled like the others.
 func (c *recoveryClient) connect(ctx context.Context, base string, auth map[string]string) (string, error) {
@@ -66,6 +67,9 @@ func (c *recoveryClient) connect(ctx context.Context, base string, auth map[stri
 		case bytes.HasPrefix(msg, []byte("40")):
 			var ack struct{ Pid string }
 			_ = json.Unmarshal(msg[2:], &ack)
+			c.mu.Lock()
+			c.pid = ack.Pid
+			c.mu.Unlock()
 			_ = ws.SetReadDeadline(time.Time{})
 			done := make(chan struct{})
 			c.wmu.Lock()
@@ -209,13 +213,9 @@ func runRecoveryCatchUp(ctx context.Context, s *server, room string, n int, watc
 	defer client.CloseIdleConnections()
 	c := &recoveryClient{token: s.token("recover"), room: room}
 	defer c.dropTransport()
-	pid, err := c.connect(ctx, s.base, map[string]string{"token": c.token})
-	if err != nil {
+	if _, err := c.connect(ctx, s.base, map[string]string{"token": c.token}); err != nil {
 		return recoveryRun{}, fmt.Errorf("connect: %w", err)
 	}
-	c.mu.Lock()
-	c.pid = pid
-	c.mu.Unlock()
 	if err := c.subscribe(); err != nil {
 		return recoveryRun{}, err
 	}
