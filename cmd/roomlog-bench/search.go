@@ -106,10 +106,7 @@ func runSearch(ctx context.Context, s *server, o searchOptions, warmup time.Dura
 		if st.pass && (res.best < 0 || rate > res.steps[res.best].rate) {
 			res.best = len(res.steps) - 1
 		}
-		select {
-		case <-time.After(searchSettle):
-		case <-ctx.Done():
-		}
+		sleepCtx(ctx, searchSettle)
 		return st.pass
 	}
 	_, _, res.capped = searchRates(ctx, o, step)
