@@ -14,14 +14,14 @@ const (
 	closeParallel   = 256
 )
 
-// connectAll runs connect(i) for every i in [0, n), at most
-// connectParallel at a time. It stops starting new calls after the first
-// error or when ctx ends, waits for those running, and returns the first
-// error (ctx's error if it ended first).
-func connectAll(ctx context.Context, n int, connect func(i int) error) error {
+// inParallel runs f(i) for every i in [0, n), at most limit at a time.
+// It stops starting new calls after the first error or when ctx ends,
+// waits for those running, and returns the first error (ctx's error if it
+// ended first).
+func inParallel(ctx context.Context, n, limit int, f func(i int) error) error {
 	var first atomic.Pointer[error]
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, connectParallel)
+	sem := make(chan struct{}, limit)
 	for i := range n {
 		if first.Load() != nil || ctx.Err() != nil {
 			break
@@ -31,7 +31,7 @@ func connectAll(ctx context.Context, n int, connect func(i int) error) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := connect(i); err != nil {
+			if err := f(i); err != nil {
 				first.CompareAndSwap(nil, &err)
 			}
 		}()
@@ -46,7 +46,7 @@ func connectAll(ctx context.Context, n int, connect func(i int) error) error {
 // dialSubscribed opens a Socket.IO connection to s as user and subscribes
 // it (acked) to room; the connection is closed if subscribing fails.
 func dialSubscribed(ctx context.Context, s *server, user, room string) (*sioConn, error) {
-	sc, err := dialSIO(ctx, s.base, benchOrigin, s.token(user))
+	sc, err := dialSIO(ctx, s.base, s.token(user))
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func dialSubscribed(ctx context.Context, s *server, user, room string) (*sioConn
 // failure.
 func dialRooms(ctx context.Context, s *server, n int, user, room func(i int) string, ready func(i int, c *sioConn)) ([]*sioConn, error) {
 	conns := make([]*sioConn, n)
-	err := connectAll(ctx, n, func(i int) error {
+	err := inParallel(ctx, n, connectParallel, func(i int) error {
 		sc, err := dialSubscribed(ctx, s, user(i), room(i))
 		if err != nil {
 			return fmt.Errorf("socket %d: %w", i, err)
@@ -80,19 +80,10 @@ func dialRooms(ctx context.Context, s *server, n int, user, room func(i int) str
 
 // closeAll closes every non-nil connection, closeParallel at a time.
 func closeAll(conns []*sioConn) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, closeParallel)
-	for _, sc := range conns {
-		if sc == nil {
-			continue
+	_ = inParallel(context.Background(), len(conns), closeParallel, func(i int) error {
+		if conns[i] != nil {
+			conns[i].Close()
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			sc.Close()
-		}()
-	}
-	wg.Wait()
+		return nil
+	})
 }

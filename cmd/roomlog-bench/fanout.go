@@ -39,7 +39,6 @@ type fanoutResult struct {
 	published, pubErrs int64
 	expected, received int64
 	deliver, ack       *hist
-	elapsed            time.Duration
 	firstErr           error
 	// oldestXact is the oldest transaction with an xid on the PostgreSQL
 	// cluster seen while measuring (see xactWatch); 0 if not watched.
@@ -153,7 +152,6 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 	}
 	close(jobs)
 	senders.Wait()
-	res.elapsed = time.Since(start)
 	res.published, res.pubErrs = published.Load(), pubErrs.Load()
 	res.expected = (res.published - res.pubErrs) * int64(c.Subs)
 	// Drain: wait until every expected delivery arrived, 5 s of silence or

@@ -14,7 +14,7 @@
 // against a plain Node.js socket.io v4 server with no persistence
 // (test/js/bench/peer.js) and against roomlogd with synchronous_commit off
 // (NOT durable; ROOMLOG_UNSAFE_ASYNC_COMMIT, honoured only by bench
-// builds), and prints one table with the ratios:
+// builds), and prints tables with the ratios:
 //
 //	(a) 1,000 rooms x 10 subscribers at 1,000 publishes/s
 //	(b) 1 room x 1,000 subscribers at 10/s and 100/s
@@ -150,7 +150,7 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.StormEvents, "storm-events", 1000, "(f) events published before the crash")
 	fs.StringVar(&targets, "targets", "roomlog,node,async", "systems to run: roomlog (durable), node (the Node.js socket.io peer), async (roomlog with synchronous_commit off, NOT durable), tail (roomlog with the live hand-off off: ROOMLOG_TAIL_ONLY)")
 	fs.StringVar(&o.Only, "only", "", "run only these scenarios, e.g. ab, c, e, d or f (default all: a, b, c, d, e, f)")
-	fs.IntVar(&o.Repeat, "repeat", 1, "runs of every cell per target, in interleaved order (A B C A B C ...); tables print the median")
+	fs.IntVar(&o.Repeat, "repeat", 1, "(a), (b), (c), (d), (f) runs of every cell per target, in interleaved order (A B C A B C ...); tables print the median ((e) has -catchup-reps)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,27 +41,14 @@ func (c *recoveryClient) write(msg []byte) error {
 	return c.ws.WriteMessage(websocket.TextMessage, msg)
 }
 
-// connect opens a connection with auth and returns the pid of the CONNECT
-// ack; then a reader keeps the offset and answers pings. Events that
+// connect opens a connection with auth, keeps the pid of the CONNECT ack
+// (see state) and returns it; then a reader keeps the offset and answers
+// pings. Events that
 // arrive before the ack (socket.io sends a recovered socket's missed
 // packets first) are handled like the others.
 func (c *recoveryClient) connect(ctx context.Context, base string, auth map[string]string) (string, error) {
-	u := "ws" + strings.TrimPrefix(base, "http") + "/socket.io/?EIO=4&transport=websocket"
-	hdr := http.Header{}
-	hdr.Set("Origin", benchOrigin)
-	ws, _, err := sioDialer.DialContext(ctx, u, hdr)
+	ws, err := openSIO(ctx, base, auth, 30*time.Second)
 	if err != nil {
-		return "", fmt.Errorf("dial: %w", err)
-	}
-	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-	_, msg, err := ws.ReadMessage()
-	if err != nil || len(msg) == 0 || msg[0] != '0' {
-		ws.Close()
-		return "", fmt.Errorf("engine.io open: %q %v", msg, err)
-	}
-	a, _ := json.Marshal(auth)
-	if err := ws.WriteMessage(websocket.TextMessage, append([]byte("40"), a...)); err != nil {
-		ws.Close()
 		return "", err
 	}
 	acks := make(chan []byte, 4)
@@ -80,8 +65,11 @@ func (c *recoveryClient) connect(ctx context.Context, base string, auth map[stri
 			ws.Close()
 			return "", fmt.Errorf("connect_error: %s", msg[2:])
 		case bytes.HasPrefix(msg, []byte("40")):
-			var ack struct{ Sid, Pid string }
+			var ack struct{ Pid string }
 			_ = json.Unmarshal(msg[2:], &ack)
+			c.mu.Lock()
+			c.pid = ack.Pid
+			c.mu.Unlock()
 			_ = ws.SetReadDeadline(time.Time{})
 			done := make(chan struct{})
 			c.wmu.Lock()
@@ -165,16 +153,12 @@ func lastStringArg(msg []byte) (string, bool) {
 }
 
 func (c *recoveryClient) subscribe() error {
-	b, _ := json.Marshal([]any{"subscribe", map[string]string{"room": c.room}})
-	if err := c.write(append([]byte("421"), b...)); err != nil {
+	if err := c.write(subscribePacket(c.room)); err != nil {
 		return err
 	}
 	select {
 	case msg := <-c.acks:
-		if !bytes.Contains(msg, []byte(`"ok":true`)) {
-			return fmt.Errorf("subscribe %s refused: %s", c.room, msg)
-		}
-		return nil
+		return subscribeAcked(c.room, msg)
 	case <-c.done:
 		return fmt.Errorf("subscribe %s: connection closed", c.room)
 	case <-time.After(30 * time.Second):
@@ -205,22 +189,6 @@ func (c *recoveryClient) dropTransport() {
 	}
 }
 
-// intField parses the integer after the first occurrence of key (e.g.
-// `"seq":`) in b, skipping spaces.
-func intField(b []byte, key string) (int64, bool) {
-	i := bytes.Index(b, []byte(key))
-	if i < 0 {
-		return 0, false
-	}
-	b = bytes.TrimLeft(b[i+len(key):], " ")
-	j := 0
-	for j < len(b) && (b[j] >= '0' && b[j] <= '9' || j == 0 && b[j] == '-') {
-		j++
-	}
-	v, err := strconv.ParseInt(string(b[:j]), 10, 64)
-	return v, err == nil
-}
-
 // recoveryRun is one catch-up through Socket.IO connection state
 // recovery.
 type recoveryRun struct {
@@ -245,13 +213,9 @@ func runRecoveryCatchUp(ctx context.Context, s *server, room string, n int, watc
 	defer client.CloseIdleConnections()
 	c := &recoveryClient{token: s.token("recover"), room: room}
 	defer c.dropTransport()
-	pid, err := c.connect(ctx, s.base, map[string]string{"token": c.token})
-	if err != nil {
+	if _, err := c.connect(ctx, s.base, map[string]string{"token": c.token}); err != nil {
 		return recoveryRun{}, fmt.Errorf("connect: %w", err)
 	}
-	c.mu.Lock()
-	c.pid = pid
-	c.mu.Unlock()
 	if err := c.subscribe(); err != nil {
 		return recoveryRun{}, err
 	}

@@ -35,14 +35,15 @@ type scenarioOptions struct {
 	// Scenario (f): StormClients clients over StormRooms rooms,
 	// StormEvents events published before the crash.
 	StormClients, StormRooms, StormEvents int
-	// Targets: any of roomlog, node, async.
+	// Targets: any of roomlog, node, async, tail.
 	Targets []string
 	// Only: run only these scenarios (a, b, c, d, e, f); empty for all.
 	Only string
 	// Search: scenario (c).
 	Search searchOptions
-	// Repeat: runs of every cell per target, interleaved across targets;
-	// the tables print medians.
+	// Repeat: runs of every cell of (a), (b), (c), (d) and (f) per
+	// target, interleaved across targets; the tables print medians. (e)
+	// runs CatchUpReps times instead.
 	Repeat int
 }
 

@@ -106,10 +106,7 @@ func runSearch(ctx context.Context, s *server, o searchOptions, warmup time.Dura
 		if st.pass && (res.best < 0 || rate > res.steps[res.best].rate) {
 			res.best = len(res.steps) - 1
 		}
-		select {
-		case <-time.After(searchSettle):
-		case <-ctx.Done():
-		}
+		sleepCtx(ctx, searchSettle)
 		return st.pass
 	}
 	_, _, res.capped = searchRates(ctx, o, step)
@@ -173,7 +170,6 @@ type searchSummary struct {
 	rate   float64     // its deliveries/s
 	capped bool        // the median run stopped at the cap
 	runs   []string    // each run's highest passing deliveries/s
-	below  int         // runs in which even the first step failed
 	failed *searchStep // the median run's lowest failing step
 }
 
@@ -186,7 +182,6 @@ func summarizeSearch(rs []searchResult, measured time.Duration) searchSummary {
 	var ok []run
 	for _, r := range rs {
 		if r.best < 0 {
-			sum.below++
 			sum.runs = append(sum.runs, "none")
 			continue
 		}

@@ -44,7 +44,6 @@ type server struct {
 	token func(user string) string
 	// bearer is what catch-up reads send (roomlogd only).
 	bearer string
-	apiKey string
 	// relaunch starts the same server again on the same port and
 	// database (roomlogd only).
 	relaunch func(ctx context.Context) (*server, error)
@@ -145,7 +144,7 @@ func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, ad
 	if asyncCommit {
 		name = "roomlog sync_commit=off"
 	}
-	s := &server{name: name, base: "http://" + addr, cmd: cmd, logs: logs, apiKey: key}
+	s := &server{name: name, base: "http://" + addr, cmd: cmd, logs: logs}
 	s.relaunch = func(ctx context.Context) (*server, error) {
 		return launchRoomlogd(ctx, bin, dbURL, asyncCommit, addr, secret, key, env...)
 	}
@@ -158,12 +157,7 @@ func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, ad
 	}
 	s.bearer = s.token("bench-reader")
 	s.publish = func(ctx context.Context, c *http.Client, room string, p []byte) error {
-		body := make([]byte, 0, len(p)+64)
-		body = append(body, `{"event":"x-bench","room":`...)
-		body, _ = appendJSONString(body, room)
-		body = append(body, `,"payload":`...)
-		body = append(body, p...)
-		body = append(body, '}')
+		body := appendBenchEvent(make([]byte, 0, len(p)+64), room, p)
 		return post(ctx, c, s.base+"/api/v1/events", "Bearer "+key, body)
 	}
 	s.publishBatch = func(ctx context.Context, c *http.Client, room string, ps [][]byte) error {
@@ -172,11 +166,7 @@ func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, ad
 			if i > 0 {
 				body = append(body, ',')
 			}
-			body = append(body, `{"event":"x-bench","room":`...)
-			body, _ = appendJSONString(body, room)
-			body = append(body, `,"payload":`...)
-			body = append(body, p...)
-			body = append(body, '}')
+			body = appendBenchEvent(body, room, p)
 		}
 		body = append(body, "]}"...)
 		return post(ctx, c, s.base+"/api/v1/events", "Bearer "+key, body)
@@ -373,9 +363,15 @@ func post(ctx context.Context, c *http.Client, u, authz string, body []byte) err
 	return nil
 }
 
-func appendJSONString(b []byte, s string) ([]byte, error) {
-	q, err := json.Marshal(s)
-	return append(b, q...), err
+// appendBenchEvent appends the REST publish API's event object for an
+// x-bench event with payload p (JSON) to room.
+func appendBenchEvent(b []byte, room string, p []byte) []byte {
+	b = append(b, `{"event":"x-bench","room":`...)
+	q, _ := json.Marshal(room)
+	b = append(b, q...)
+	b = append(b, `,"payload":`...)
+	b = append(b, p...)
+	return append(b, '}')
 }
 
 func randHex(n int) string {

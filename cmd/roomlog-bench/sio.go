@@ -25,34 +25,49 @@ type sioConn struct {
 
 var sioDialer = &websocket.Dialer{HandshakeTimeout: 15 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 1024}
 
-// dialSIO opens a Socket.IO connection to base (http://host:port) and
-// connects the main namespace with auth {token} (none if token is "").
-func dialSIO(ctx context.Context, base, origin, token string) (*sioConn, error) {
+// openSIO dials the Socket.IO endpoint of base (http://host:port) over a
+// WebSocket with Origin benchOrigin, reads the engine.io open packet and
+// sends the main namespace's CONNECT with auth (none if nil). The read
+// deadline it sets, wait from now, still holds when it returns, for the
+// caller's wait for the CONNECT ack.
+func openSIO(ctx context.Context, base string, auth map[string]string, wait time.Duration) (*websocket.Conn, error) {
 	u := "ws" + strings.TrimPrefix(base, "http") + "/socket.io/?EIO=4&transport=websocket"
 	hdr := http.Header{}
-	if origin != "" {
-		hdr.Set("Origin", origin)
-	}
+	hdr.Set("Origin", benchOrigin)
 	ws, _, err := sioDialer.DialContext(ctx, u, hdr)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	c := &sioConn{ws: ws}
-	_ = ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+	_ = ws.SetReadDeadline(time.Now().Add(wait))
 	_, msg, err := ws.ReadMessage()
 	if err != nil || len(msg) == 0 || msg[0] != '0' {
 		ws.Close()
 		return nil, fmt.Errorf("engine.io open: %q %v", msg, err)
 	}
-	connect := "40"
-	if token != "" {
-		a, _ := json.Marshal(map[string]string{"token": token})
-		connect += string(a)
+	connect := []byte("40")
+	if auth != nil {
+		a, _ := json.Marshal(auth)
+		connect = append(connect, a...)
 	}
-	if err := ws.WriteMessage(websocket.TextMessage, []byte(connect)); err != nil {
+	if err := ws.WriteMessage(websocket.TextMessage, connect); err != nil {
 		ws.Close()
 		return nil, err
 	}
+	return ws, nil
+}
+
+// dialSIO opens a Socket.IO connection to base (http://host:port) and
+// connects the main namespace with auth {token} (none if token is "").
+func dialSIO(ctx context.Context, base, token string) (*sioConn, error) {
+	var auth map[string]string
+	if token != "" {
+		auth = map[string]string{"token": token}
+	}
+	ws, err := openSIO(ctx, base, auth, 15*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c := &sioConn{ws: ws}
 	for {
 		msg, err := c.next()
 		if err != nil {
@@ -86,10 +101,24 @@ func (c *sioConn) next() ([]byte, error) {
 	}
 }
 
+// subscribePacket is the event subscribe {room} with ack id 1.
+func subscribePacket(room string) []byte {
+	b, _ := json.Marshal([]any{"subscribe", map[string]string{"room": room}})
+	return append([]byte("421"), b...)
+}
+
+// subscribeAcked checks that ack, the answer to subscribePacket(room),
+// says {ok: true}.
+func subscribeAcked(room string, ack []byte) error {
+	if !bytes.Contains(ack, []byte(`"ok":true`)) {
+		return fmt.Errorf("subscribe %s refused: %s", room, ack)
+	}
+	return nil
+}
+
 // subscribe emits subscribe {room} with ack id 1 and waits for {ok: true}.
 func (c *sioConn) subscribe(room string) error {
-	b, _ := json.Marshal([]any{"subscribe", map[string]string{"room": room}})
-	if err := c.ws.WriteMessage(websocket.TextMessage, append([]byte("421"), b...)); err != nil {
+	if err := c.ws.WriteMessage(websocket.TextMessage, subscribePacket(room)); err != nil {
 		return err
 	}
 	_ = c.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
@@ -99,10 +128,7 @@ func (c *sioConn) subscribe(room string) error {
 			return fmt.Errorf("subscribe %s: %w", room, err)
 		}
 		if bytes.HasPrefix(msg, []byte("431[")) {
-			if !bytes.Contains(msg, []byte(`"ok":true`)) {
-				return fmt.Errorf("subscribe %s refused: %s", room, msg)
-			}
-			return nil
+			return subscribeAcked(room, msg)
 		}
 	}
 }
@@ -121,25 +147,26 @@ func (c *sioConn) readEvents(name string, onEvent func(sched int64)) error {
 		if !bytes.HasPrefix(msg, prefix) {
 			continue
 		}
-		if t, ok := schedOf(msg[len(prefix):]); ok {
+		if t, ok := intField(msg[len(prefix):], `"t":`); ok {
 			onEvent(t)
 		}
 	}
 }
 
-// schedOf finds "t":<int> in a payload without decoding all of it.
-func schedOf(b []byte) (int64, bool) {
-	i := bytes.Index(b, []byte(`"t":`))
+// intField parses the integer after the first occurrence of key (e.g.
+// `"seq":`) in b, skipping spaces.
+func intField(b []byte, key string) (int64, bool) {
+	i := bytes.Index(b, []byte(key))
 	if i < 0 {
 		return 0, false
 	}
-	b = b[i+4:]
+	b = bytes.TrimLeft(b[i+len(key):], " ")
 	j := 0
-	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+	for j < len(b) && (b[j] >= '0' && b[j] <= '9' || j == 0 && b[j] == '-') {
 		j++
 	}
-	t, err := strconv.ParseInt(string(b[:j]), 10, 64)
-	return t, err == nil
+	v, err := strconv.ParseInt(string(b[:j]), 10, 64)
+	return v, err == nil
 }
 
 func (c *sioConn) Close() error {

@@ -40,25 +40,18 @@ func runStorm(ctx context.Context, s *server, n, rooms, events int, progress io.
 	for i := range cs {
 		cs[i] = &recoveryClient{token: s.token(fmt.Sprintf("bench%d", i)), room: benchRoom(i % rooms)}
 	}
-	closeAll := func() {
+	defer func() {
 		for _, c := range cs {
-			if c.ws != nil {
-				c.ws.Close()
-			}
+			c.dropTransport()
 		}
-	}
-	defer closeAll()
+	}()
 
 	t0 := time.Now()
-	err := connectAll(ctx, n, func(i int) error {
+	err := inParallel(ctx, n, connectParallel, func(i int) error {
 		c := cs[i]
-		pid, err := c.connect(ctx, s.base, map[string]string{"token": c.token})
-		if err != nil {
+		if _, err := c.connect(ctx, s.base, map[string]string{"token": c.token}); err != nil {
 			return err
 		}
-		c.mu.Lock()
-		c.pid = pid
-		c.mu.Unlock()
 		return c.subscribe()
 	})
 	if err != nil {
@@ -159,9 +152,6 @@ func runStorm(ctx context.Context, s *server, n, rooms, events int, progress io.
 				got, err := c.connect(ctx, s.base, map[string]string{"token": c.token, "pid": pid, "offset": off})
 				if err == nil {
 					outs[i] = outcome{took: time.Since(start), recovered: got == pid}
-					c.mu.Lock()
-					c.pid = got
-					c.mu.Unlock()
 					return
 				}
 				if time.Now().After(deadline) || ctx.Err() != nil {
