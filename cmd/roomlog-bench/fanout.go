@@ -136,10 +136,7 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 		}
 		due := start.Add(time.Duration(i) * interval)
 		if d := time.Until(due); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-			}
+			sleepCtx(ctx, d)
 		}
 		if ctx.Err() != nil {
 			break

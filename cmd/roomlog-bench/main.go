@@ -29,7 +29,8 @@
 //
 // Usage:
 //
-//	roomlog-bench append [-duration 4s] [-rooms 1000] [-rate 1000]
+//	roomlog-bench append [-duration 4s] [-rooms 1000] [-rate 1000] [-batch 10] [-writers 0]
+//	    [-only MODE] [-async-commit]
 //	roomlog-bench scenarios [-duration 5s] [-warmup 1s] [-rooms 1000] [-subs 10] [-rate 1000]
 //	    [-hot-subs 1000] [-hot-rates 10,100] [-c-rooms 100] [-c-subs 10] [-c-start 100]
 //	    [-c-max 20000] [-c-factor 2] [-c-bisect 3] [-c-p99 100ms] [-c-duration 3s]
