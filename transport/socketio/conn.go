@@ -2,7 +2,9 @@ package socketio
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,10 +255,17 @@ func (c *conn) watch(t transports.Transport) {
 // the transport stays busy for WriteTimeout. It returns when the outbox is
 // empty (the next push starts it again) or the socket is done.
 func (c *conn) writeLoop() {
+	raw, _ := c.sock.Conn().Transport().(*rawWebSocket)
 	for {
 		items := c.out.takeOrStop()
 		if items == nil {
 			return
+		}
+		if raw != nil {
+			if !c.writeRaw(raw, items) {
+				return
+			}
+			continue
 		}
 		select {
 		case <-c.drained:
@@ -302,15 +311,66 @@ func (c *conn) awaitDrain() bool {
 // written without it, so the client's offset never moves backwards: an
 // offset that went back would make the next recovery repeat events.
 func (c *conn) write(f *frame) {
+	if f = c.outgoing(f); f != nil {
+		c.sock.Conn().Write(types.NewStringBuffer(f.text), nil, nil)
+		c.h.stats.written.Add(1)
+	}
+}
+
+// outgoing returns the frame to write for f: f itself, its plain form,
+// or nil to write nothing (see write).
+func (c *conn) outgoing(f *frame) *frame {
 	if f.offset {
 		if c.hw.Less(f.pos) {
 			c.hw = f.pos
-		} else if f = f.plain; f == nil {
-			return
+		} else {
+			return f.plain
 		}
 	}
-	c.sock.Conn().Write(types.NewStringBuffer(f.text), nil, nil)
-	c.h.stats.written.Add(1)
+	return f
+}
+
+// writeRaw writes items to a connection that opened on WebSocket (see
+// wsraw.go): the frames between two functions in one go, each function
+// after the frames before it. The write returns once the kernel has the
+// frames, so there is no drain to wait for; a client that takes nothing
+// for WriteTimeout is dropped. It reports whether the socket can go on.
+func (c *conn) writeRaw(raw *rawWebSocket, items []item) bool {
+	var texts [][]byte
+	flush := func() bool {
+		if len(texts) == 0 {
+			return true
+		}
+		err := raw.writeFrames(texts)
+		if err == nil {
+			c.h.stats.written.Add(uint64(len(texts)))
+		}
+		clear(texts)
+		texts = texts[:0]
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				c.drop(fmt.Sprintf("the client did not accept data for %s", c.h.cfg.WriteTimeout))
+			} else {
+				raw.close()
+			}
+			return false
+		}
+		return true
+	}
+	for _, it := range items {
+		if it.f == nil {
+			if !flush() {
+				return false
+			}
+			it.fn()
+			continue
+		}
+		if f := c.outgoing(it.f); f != nil {
+			texts = append(texts, f.text)
+		}
+	}
+	return flush() && c.ctx.Err() == nil
 }
 
 // addRooms puts the socket in rooms (which must be authorised) for live

@@ -221,7 +221,7 @@ func NewHub(p HubParams) (*Hub, error) {
 	opts.SetPingInterval(cfg.PingInterval)
 	opts.SetPingTimeout(cfg.PingTimeout)
 	opts.SetConnectTimeout(cfg.ConnectTimeout)
-	opts.SetTransports(types.NewSet[transports.TransportCtor](&pollingBuilder{}, engine.WebSocket))
+	opts.SetTransports(types.NewSet[transports.TransportCtor](&pollingBuilder{}, &wsBuilder{writeTimeout: cfg.WriteTimeout}))
 	if h.sessions != nil {
 		csr := &socket.ConnectionStateRecovery{}
 		// Both set explicitly: the library only defaults them for its own
