@@ -166,7 +166,7 @@ func TestJSReportRuns(t *testing.T) {
 	}
 	ok := jsReport{T: "recovered", Ms: 180.5, AckMs: 4.25, Got: 10000, Recovered: true}
 	run, err := ok.recoveryRun(10000)
-	if err != nil || run.took != 180500*time.Microsecond || run.ack != 4250*time.Microsecond {
+	if err != nil || run.took != 180500*time.Microsecond || run.ack != 4250*time.Microsecond || run.extensions != "none" {
 		t.Fatalf("recoveryRun: %+v %v", run, err)
 	}
 	notRecovered, short, noTime := ok, ok, ok

@@ -286,7 +286,11 @@ func (c *catchUpClient) recoveryDone(progress io.Writer, what string, rep int, o
 		}
 		return
 	}
-	fmt.Fprintf(progress, "  %s %d/%d: ack %s, %d events in %s; oldest cluster xact %s\n", what, rep+1, o.CatchUpReps, ms(r.ack), o.CatchUpEvents, ms(r.took), r.oldestXact)
+	ext := ""
+	if r.extensions != "" {
+		ext = "; websocket extensions: " + r.extensions
+	}
+	fmt.Fprintf(progress, "  %s %d/%d: ack %s, %d events in %s; oldest cluster xact %s%s\n", what, rep+1, o.CatchUpReps, ms(r.ack), o.CatchUpEvents, ms(r.took), r.oldestXact, ext)
 	c.sock = append(c.sock, r)
 }
 

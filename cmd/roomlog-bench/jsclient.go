@@ -131,7 +131,11 @@ func (r jsReport) recoveryRun(n int) (recoveryRun, error) {
 	case r.Ms <= 0 || r.AckMs <= 0:
 		return recoveryRun{}, fmt.Errorf("JS client: implausible recovery report: %+v", r)
 	}
-	return recoveryRun{ack: jsDuration(r.AckMs), took: jsDuration(r.Ms)}, nil
+	ext := r.Extensions
+	if ext == "" {
+		ext = "none"
+	}
+	return recoveryRun{ack: jsDuration(r.AckMs), took: jsDuration(r.Ms), extensions: ext}, nil
 }
 
 // send writes one command.
