@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -118,5 +120,93 @@ func TestIntField(t *testing.T) {
 	}
 	if _, ok := intField(msg, `"t":`); ok {
 		t.Error("t found")
+	}
+}
+
+func TestParseJSReport(t *testing.T) {
+	t.Parallel()
+	r, err := parseJSReport(`{"t":"rest","ms":41.25,"jsonMs":20.5,"pages":1,"encoding":""}`, "rest")
+	if err != nil || r.Ms != 41.25 || r.JSONMs != 20.5 || r.Pages != 1 {
+		t.Fatalf("rest: %+v %v", r, err)
+	}
+	run, err := r.restRun()
+	if err != nil || run.took != 41250*time.Microsecond || run.decode != 20500*time.Microsecond || run.pages != 1 {
+		t.Fatalf("restRun: %+v %v", run, err)
+	}
+	if r, err := parseJSReport(`{"t":"ready","node":"v20.1.0","client":"4.8.4"}`, "ready"); err != nil || r.Node != "v20.1.0" || r.Client != "4.8.4" {
+		t.Errorf("ready: %+v %v", r, err)
+	}
+	for name, tt := range map[string]struct{ line, want, err string }{
+		"Error":     {`{"t":"error","message":"seq 7 after seq 5"}`, "rest", "JS client: seq 7 after seq 5"},
+		"WrongType": {`{"t":"dropped","reason":"forced close"}`, "subscribed", `JS client said "dropped", want "subscribed"`},
+		"NotJSON":   {`Debugger listening`, "rest", `JS client said "Debugger listening"`},
+		"NoType":    {`{"ms":3}`, "rest", `JS client said`},
+	} {
+		if _, err := parseJSReport(tt.line, tt.want); err == nil || !strings.HasPrefix(err.Error(), tt.err) {
+			t.Errorf("%s: error %v, want prefix %q", name, err, tt.err)
+		}
+	}
+	// An error report is still returned: its type says the run ended.
+	if r, _ := parseJSReport(`{"t":"error","message":"x"}`, "recovered"); r.T != "error" {
+		t.Errorf("error report: %+v", r)
+	}
+}
+
+func TestJSReportRuns(t *testing.T) {
+	t.Parallel()
+	for name, r := range map[string]jsReport{
+		"NoPages":        {T: "rest", Ms: 10},
+		"NoTime":         {T: "rest", Pages: 1},
+		"DecodeLong":     {T: "rest", Ms: 10, JSONMs: 11, Pages: 1},
+		"DecodeNegative": {T: "rest", Ms: 10, JSONMs: -1, Pages: 1},
+	} {
+		if _, err := r.restRun(); err == nil {
+			t.Errorf("restRun %s: no error", name)
+		}
+	}
+	ok := jsReport{T: "recovered", Ms: 180.5, AckMs: 4.25, Got: 10000, Recovered: true}
+	run, err := ok.recoveryRun(10000)
+	if err != nil || run.took != 180500*time.Microsecond || run.ack != 4250*time.Microsecond || run.extensions != "none" {
+		t.Fatalf("recoveryRun: %+v %v", run, err)
+	}
+	notRecovered, short, noTime := ok, ok, ok
+	notRecovered.Recovered, short.Got, noTime.Ms = false, 9999, 0
+	for name, r := range map[string]jsReport{"NotRecovered": notRecovered, "Short": short, "NoTime": noTime} {
+		if _, err := r.recoveryRun(10000); err == nil {
+			t.Errorf("recoveryRun %s: no error", name)
+		}
+	}
+}
+
+func TestPrintCatchUpRowPerClient(t *testing.T) {
+	t.Parallel()
+	o := scenarioOptions{CatchUpEvents: 10000, CatchUpPage: 10000, CatchUpReps: 1}
+	cu := catchUpResults{jsVersion: "Node v20.0.0, socket.io-client 4.8.4", targets: []catchUpTarget{
+		{name: "roomlog",
+			goc: catchUpClient{rest: []catchUpRun{{took: 62 * time.Millisecond, decode: 35 * time.Millisecond, pages: 1}}, sock: []recoveryRun{{took: 107 * time.Millisecond, ack: 2 * time.Millisecond}}},
+			js:  catchUpClient{rest: []catchUpRun{{took: 48 * time.Millisecond, decode: 21 * time.Millisecond, pages: 1}}, sockErr: errors.New("boom"), sockFailed: 1}},
+		{name: "node socket.io", sockHow: "in-memory",
+			goc: catchUpClient{restErr: errNoHistory, sock: []recoveryRun{{took: 142 * time.Millisecond, ack: 142 * time.Millisecond}}},
+			js:  catchUpClient{restErr: errNoHistory, sock: []recoveryRun{{took: 240 * time.Millisecond, ack: 240 * time.Millisecond}}}},
+	}}
+	var b strings.Builder
+	printCatchUp(&b, o, cu)
+	var rows []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(l, "  roomlog ") || strings.HasPrefix(l, "  node socket.io ") {
+			rows = append(rows, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	want := []string{
+		"roomlog " + catchUpClients[0] + " 62.00ms (62.00ms-62.00ms) in 1 page 35.00ms (35.00ms-35.00ms) 107.00ms (107.00ms-107.00ms) 2.00ms (2.00ms-2.00ms) 0.00ms",
+		"roomlog " + catchUpClients[1] + " 48.00ms (48.00ms-48.00ms) in 1 page 21.00ms (21.00ms-21.00ms) failed: boom",
+		"node socket.io " + catchUpClients[0] + " " + errNoHistory.Error() + " 142.00ms (142.00ms-142.00ms) [in-memory] 142.00ms (142.00ms-142.00ms) 0.00ms",
+		"node socket.io " + catchUpClients[1] + " " + errNoHistory.Error() + " 240.00ms (240.00ms-240.00ms) [in-memory] 240.00ms (240.00ms-240.00ms) 0.00ms",
+	}
+	if !slices.Equal(rows, want) {
+		t.Errorf("rows:\n%s\nwant:\n%s\n(whole output:\n%s)", strings.Join(rows, "\n"), strings.Join(want, "\n"), b.String())
+	}
+	if !strings.Contains(b.String(), "Node v20.0.0, socket.io-client 4.8.4") {
+		t.Errorf("no JS client version in:\n%s", b.String())
 	}
 }

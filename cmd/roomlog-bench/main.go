@@ -22,7 +22,9 @@
 //	    lost (100 rooms x 10 subscribers, rate stepped up, then bisected)
 //	(d) RSS per idle connection, 10,000 connections (vs the Node peer)
 //	(e) catch-up of 10,000 missed events via REST pages of up to 10,000 and via
-//	    Socket.IO connection state recovery
+//	    Socket.IO connection state recovery, each with the tool's Go client
+//	    and with a JS client (test/js/bench/catchup.js: Node's fetch and
+//	    socket.io-client)
 //	(f) reconnect storm: 5,000 clients recover after roomlogd is SIGKILLed
 //
 // "all" runs append, then scenarios.
@@ -49,7 +51,7 @@
 // server stops; the pid already keeps concurrent runs apart, so the suffix
 // is not applied there. Everything listens on 127.0.0.1 only. Node.js
 // must be on PATH and ROOMLOG_NODE_MODULES (or test/js/node_modules) must
-// hold socket.io; `make bench` sets that up.
+// hold socket.io and socket.io-client; `make bench` sets that up.
 package main
 
 import (

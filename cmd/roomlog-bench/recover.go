@@ -197,6 +197,9 @@ type recoveryRun struct {
 	// oldestXact is the cluster's oldest xid-holding transaction seen
 	// during the replay (the replay reads below the writer horizon).
 	oldestXact xactSample
+	// extensions is the WebSocket extensions the JS client negotiated
+	// (permessage-deflate or none), for the progress lines.
+	extensions string
 }
 
 // runRecoveryCatchUp is scenario (e) via Socket.IO: a client connects,

@@ -197,7 +197,7 @@ func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, 
 	if o.want("c") && ctx.Err() == nil {
 		searches = runSearches(ctx, o, targets, watch, progress)
 	}
-	var cu []catchUpTarget
+	var cu catchUpResults
 	if o.want("e") && ctx.Err() == nil {
 		cu = runCatchUps(ctx, o, targets, root, watch, progress)
 	}
