@@ -96,6 +96,11 @@ func TestCatalogueDelivery(t *testing.T) {
 	s1.mustOK(t, "join-request-room", "r1")
 	s1.mustOK(t, "join-chat-room", "c1")
 	node.wait(t, 20*time.Second, "s1 upgrade", func(m jsMsg) bool { return m.T == "upgrade" && m.ID == "s1" })
+	// The WebSocket clients' frames go through the Hub's own writer; the
+	// upgraded ones through the library's transports (wsraw.go).
+	if raw, lib := srv.Hub.TransportKinds(); raw != 2 || lib != 2 {
+		t.Errorf("transports: %d raw, %d library; want 2 and 2", raw, lib)
+	}
 
 	roomOf := map[domain.RoomKind]domain.Room{
 		domain.KindUser: "user-b1", domain.KindBuyer: "buyer-b1", domain.KindBuyers: domain.RoomBuyers,

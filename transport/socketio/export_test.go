@@ -82,3 +82,18 @@ func (h *Hub) StealPollOnFlush() {
 		})
 	})
 }
+
+// TransportKinds counts the Hub's sockets whose transport writes its own
+// frames (rawWebSocket) and those on the library's transports.
+func (h *Hub) TransportKinds() (raw, library int) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, c := range h.conns {
+		if _, ok := c.sock.Conn().Transport().(*rawWebSocket); ok {
+			raw++
+		} else {
+			library++
+		}
+	}
+	return raw, library
+}
