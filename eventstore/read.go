@@ -84,6 +84,29 @@ func (s *Store) Head(ctx context.Context, room domain.Room) (int64, error) {
 	return seq, nil
 }
 
+// Heads returns the last seq of each of rooms that has events, in one
+// query; a room without events is absent from the map.
+func (s *Store) Heads(ctx context.Context, rooms []domain.Room) (map[domain.Room]int64, error) {
+	names := make([]string, len(rooms))
+	for i, r := range rooms {
+		names[i] = string(r)
+	}
+	rows, err := s.pool.Query(ctx, "SELECT room, seq FROM room_heads WHERE room = ANY($1::text[])", names)
+	if err != nil {
+		return nil, classify("heads", err)
+	}
+	heads := make(map[domain.Room]int64, len(rooms))
+	var room string
+	var seq int64
+	if _, err := pgx.ForEachRow(rows, []any{&room, &seq}, func() error {
+		heads[domain.Room(room)] = seq
+		return nil
+	}); err != nil {
+		return nil, classify("heads", err)
+	}
+	return heads, nil
+}
+
 // ReadRoom returns up to limit of room's events with seq > after, and the
 // room's head. Because a room's rows commit in seq order, the answer is
 // always a gap-free prefix of what follows after.

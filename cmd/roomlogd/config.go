@@ -39,6 +39,10 @@ type Config struct {
 	AllowUnsafeFsync bool          // ROOMLOG_ALLOW_FSYNC_OFF
 	RatePublish      int           // ROOMLOG_RATE_PUBLISH: publish requests per second per API key; 0 default, -1 off
 	RateSocket       int           // ROOMLOG_RATE_SOCKET: client events per second per socket; 0 default, -1 off
+	// RecentBytes (ROOMLOG_RECENT_BYTES) bounds the memory that keeps the
+	// latest events of active rooms for catch-up reads (projector.Recent);
+	// 0 means projector.DefaultRecentBytes, -1 turns it off.
+	RecentBytes int64
 	// PprofAddr (ROOMLOG_PPROF_ADDR) is a loopback host:port on which a
 	// second listener serves net/http/pprof (/debug/pprof/). Off when
 	// empty, the default; any non-loopback address is refused, because
@@ -98,6 +102,7 @@ func (c *Config) envVars() []envVar {
 		{"ROOMLOG_ALLOW_FSYNC_OFF", boolVar(&c.AllowUnsafeFsync)},
 		{"ROOMLOG_RATE_PUBLISH", intVar(&c.RatePublish)},
 		{"ROOMLOG_RATE_SOCKET", intVar(&c.RateSocket)},
+		{"ROOMLOG_RECENT_BYTES", int64Var(&c.RecentBytes)},
 		{"ROOMLOG_PPROF_ADDR", strVar(&c.PprofAddr)},
 		{"ROOMLOG_TAIL_ONLY", boolVar(&c.TailOnly)},
 		// UNSAFE, benchmark builds only: see Config.UnsafeAsyncCommit.
@@ -115,6 +120,17 @@ func strVar(p *string) func(string) error { return func(s string) error { *p = s
 func intVar(p *int) func(string) error {
 	return func(s string) error {
 		n, err := strconv.Atoi(s)
+		if err != nil {
+			return errors.New("not an integer")
+		}
+		*p = n
+		return nil
+	}
+}
+
+func int64Var(p *int64) func(string) error {
+	return func(s string) error {
+		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
 			return errors.New("not an integer")
 		}
@@ -244,6 +260,9 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("ROOMLOG_SHUTDOWN_TIMEOUT", "must be positive")
+	}
+	if c.RecentBytes < -1 {
+		bad("ROOMLOG_RECENT_BYTES", "must be -1 (off), 0 (default) or a byte count")
 	}
 	if c.DBMaxConns < 4 {
 		bad("ROOMLOG_DB_MAX_CONNS", "must be at least 4")

@@ -168,6 +168,8 @@ func typeLabel(t string) string {
 // events by type and catch-up reads. Everything else passes through.
 type meteredStore struct {
 	*eventstore.Store
+	// recent, if not nil, answers catch-up reads from memory when it can.
+	recent *projector.Recent
 	// members answers catch-up's membership checks (see MemberRooms).
 	members projector.MembershipView
 	m       *metrics
@@ -197,7 +199,13 @@ func (s meteredStore) AppendBatch(ctx context.Context, reqs []eventstore.AppendR
 
 // ReadRooms implements httpapi.RoomReader.
 func (s meteredStore) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int, opts *eventstore.ReadOptions) ([]eventstore.Page, error) {
-	pages, err := s.Store.ReadRooms(ctx, cursors, limit, opts)
+	var pages []eventstore.Page
+	var err error
+	if s.recent != nil {
+		pages, err = s.recent.ReadRooms(ctx, cursors, limit, opts)
+	} else {
+		pages, err = s.Store.ReadRooms(ctx, cursors, limit, opts)
+	}
 	if err == nil {
 		n := 0
 		for _, p := range pages {
@@ -233,7 +241,7 @@ func newHubCollector(stats func() socketio.Stats) *hubCollector {
 		replays:     d("replays_total", "subscribe requests with after (replay, then live)."),
 		rereads:     d("replay_rereads_total", "Replays that held too many live events and re-read them from the log."),
 		recoveries: d("recoveries_total",
-			"Connection-state recoveries by result (recovered, not_recoverable). Always 0 until the Hub reports recoveries in Stats.", "result"),
+			"Connection-state recoveries by result: recovered, or not_recoverable (no or expired session, bad offset, database error, abandoned).", "result"),
 	}
 }
 
@@ -259,10 +267,42 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.written, s.FramesWritten)
 	counter(c.replays, s.Replays)
 	counter(c.rereads, s.ReplayRereads)
-	// TODO(issue 8): socketio.Stats has no recovery counters yet; wire
-	// them here when durable connection-state recovery lands.
-	counter(c.recoveries, 0, "recovered")
-	counter(c.recoveries, 0, "not_recoverable")
+	counter(c.recoveries, s.Recovered, "recovered")
+	counter(c.recoveries, s.RecoveryFailed, "not_recoverable")
+}
+
+// recentCollector exposes projector.Recent's counters, read once per
+// scrape.
+type recentCollector struct {
+	stats func() projector.RecentStats
+
+	reads, rooms, bytes *prometheus.Desc
+}
+
+func newRecentCollector(stats func() projector.RecentStats) *recentCollector {
+	return &recentCollector{
+		stats: stats,
+		reads: prometheus.NewDesc("roomlog_catchup_reads_total",
+			"Catch-up reads by where they were answered from: memory (the latest events of active rooms) or log.", []string{"source"}, nil),
+		rooms: prometheus.NewDesc("roomlog_recent_rooms", "Rooms whose latest events are held in memory for catch-up.", nil, nil),
+		bytes: prometheus.NewDesc("roomlog_recent_bytes", "Approximate memory held by the latest events of active rooms (bounded by ROOMLOG_RECENT_BYTES).", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *recentCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.reads
+	ch <- c.rooms
+	ch <- c.bytes
+}
+
+// Collect implements prometheus.Collector.
+func (c *recentCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(s.Hits), "memory")
+	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(s.Misses), "log")
+	ch <- prometheus.MustNewConstMetric(c.rooms, prometheus.GaugeValue, float64(s.Rooms))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.Bytes))
 }
 
 // metricsHandler serves reg's series at GET /metrics and passes every

@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/eventstore/eventstoretest"
 	"github.com/roomlog/roomlog/transport/auth"
+	"github.com/roomlog/roomlog/transport/socketio"
 )
 
 // scrape GETs /metrics and returns every sample, keyed by its series as
@@ -76,6 +79,10 @@ func TestMetrics(t *testing.T) {
 		`roomlog_socketio_recoveries_total{result="not_recoverable"}`,
 		"roomlog_http_catchup_requests_total",
 		"roomlog_http_catchup_events_count",
+		`roomlog_catchup_reads_total{source="memory"}`,
+		`roomlog_catchup_reads_total{source="log"}`,
+		"roomlog_recent_rooms",
+		"roomlog_recent_bytes",
 		"go_goroutines",
 	} {
 		if _, ok := before[name]; !ok {
@@ -113,7 +120,13 @@ func TestMetrics(t *testing.T) {
 				return fmt.Errorf("%s moved by %v, want %v", name, got, delta)
 			}
 		}
-		for _, name := range []string{"roomlog_eventstore_commit_duration_seconds_count", "roomlog_eventstore_commit_batch_rows_sum"} {
+		reads := func(m map[string]float64) float64 {
+			return m[`roomlog_catchup_reads_total{source="memory"}`] + m[`roomlog_catchup_reads_total{source="log"}`]
+		}
+		if got := reads(after) - reads(before); got < 1 {
+			return fmt.Errorf("roomlog_catchup_reads_total moved by %v, want 1", got)
+		}
+		for _, name := range []string{"roomlog_eventstore_commit_duration_seconds_count", "roomlog_eventstore_commit_batch_rows_sum", "roomlog_recent_bytes"} {
 			if after[name] <= before[name] {
 				return fmt.Errorf("%s did not move", name)
 			}
@@ -158,5 +171,29 @@ func TestMetricLabels(t *testing.T) {
 	}
 	if got := typeLabel("not-a-type"); got != labelExtension {
 		t.Errorf("typeLabel(not-a-type) = %q", got)
+	}
+}
+
+// TestHubCollectorRecoveries: the recoveries series report the Hub's
+// counters.
+func TestHubCollectorRecoveries(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newHubCollector(func() socketio.Stats { return socketio.Stats{Recovered: 3, RecoveryFailed: 2} }))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "roomlog_socketio_recoveries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	if got["recovered"] != 3 || got["not_recoverable"] != 2 {
+		t.Errorf("recoveries: %v, want recovered 3, not_recoverable 2", got)
 	}
 }

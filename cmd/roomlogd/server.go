@@ -130,6 +130,16 @@ func (m *Main) Run(ctx context.Context) error {
 	// writer (hand-off) and everything else from the tail; it is wired to
 	// the hub and its Runner below, before it accepts a hand-off.
 	live := &projector.Fanout{OnEmit: met.onEmit, OnHandoff: met.onHandoff, Logger: log}
+	// Catch-up reads of recently active rooms come from memory, fed by
+	// the fan-out, when it holds the whole answer (projector.Recent).
+	var recent *projector.Recent
+	if cfg.RecentBytes >= 0 {
+		recent = &projector.Recent{MaxBytes: cfg.RecentBytes}
+		live.OnEmit = func(d domain.Delivery) {
+			met.onEmit(d)
+			recent.Add(d)
+		}
+	}
 	storeCfg := &eventstore.Config{OnCommit: met.onCommit}
 	if !cfg.TailOnly {
 		storeCfg.HandoffAfter, storeCfg.Handoff = live.Position, live.Handoff
@@ -147,6 +157,9 @@ func (m *Main) Run(ctx context.Context) error {
 		storeCfg.AsyncCommit = true
 	}
 	m.store = eventstore.New(m.pool, log, storeCfg)
+	if recent != nil {
+		recent.Log = m.store
+	}
 	if fsync, _, err := m.store.DurabilitySettings(ctx); err != nil {
 		return err
 	} else if fsync != "on" && !cfg.AllowUnsafeFsync {
@@ -195,6 +208,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Registry.Register(newHubCollector(m.hub.Stats)); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	if recent != nil {
+		if err := m.Registry.Register(newRecentCollector(recent.Stats)); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 
 	// Read models (membership, unread counts, entity index) each run as a
 	// checkpointed projection; live fan-out runs from now, uncheckpointed.
@@ -242,7 +260,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	api, err := httpapi.NewServer(httpapi.Params{
-		Store:      meteredStore{Store: m.store, members: members, m: met},
+		Store:      meteredStore{Store: m.store, recent: recent, members: members, m: met},
 		Users:      users,
 		Producers:  producers,
 		Presence:   m.store,
