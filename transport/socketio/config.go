@@ -26,6 +26,9 @@ type Config struct {
 	OutboundBytes int
 	// WriteTimeout is how long a socket may take to accept what was
 	// written to it before it is disconnected as too slow. Default 10s.
+	// On a connection that opened on WebSocket the deadline is renewed
+	// once half of it is used, so a stalled write fails after between
+	// half of WriteTimeout and all of it (wsraw.go).
 	WriteTimeout time.Duration
 	// PresenceTTL is how long a node may miss heartbeats before the other
 	// nodes sweep its sessions and announce its users offline. A crashed
