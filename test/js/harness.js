@@ -28,20 +28,9 @@
 // event {id, event, args}, ack {id, req, resp}, swarm {...}, error {message}.
 "use strict";
 
-const path = require("path");
 const readline = require("readline");
 
-function load(name) {
-  const dirs = [process.env.ROOMLOG_NODE_MODULES, path.join(__dirname, "node_modules")].filter(Boolean);
-  for (const d of dirs) {
-    try {
-      return require(path.join(d, name));
-    } catch (e) {
-      if (e.code !== "MODULE_NOT_FOUND") throw e;
-    }
-  }
-  return require(name);
-}
+const load = require("./load");
 
 const { io } = load("socket.io-client");
 

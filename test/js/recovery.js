@@ -11,20 +11,9 @@
 // recovered connect. {"op":"exit"}.
 "use strict";
 
-const path = require("path");
 const readline = require("readline");
 
-function load(name) {
-  const dirs = [process.env.ROOMLOG_NODE_MODULES, path.join(__dirname, "node_modules")].filter(Boolean);
-  for (const d of dirs) {
-    try {
-      return require(path.join(d, name));
-    } catch (e) {
-      if (e.code !== "MODULE_NOT_FOUND") throw e;
-    }
-  }
-  return require(name);
-}
+const load = require("./load");
 
 const { io } = load("socket.io-client");
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");

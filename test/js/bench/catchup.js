@@ -52,21 +52,10 @@
 // s for the missed events).
 "use strict";
 
-const path = require("path");
 const readline = require("readline");
 const { performance } = require("perf_hooks");
 
-function load(name) {
-  const dirs = [process.env.ROOMLOG_NODE_MODULES, path.join(__dirname, "..", "node_modules")].filter(Boolean);
-  for (const d of dirs) {
-    try {
-      return require(path.join(d, name));
-    } catch (e) {
-      if (e.code !== "MODULE_NOT_FOUND") throw e;
-    }
-  }
-  return require(name);
-}
+const load = require("../load");
 
 const { io } = load("socket.io-client");
 

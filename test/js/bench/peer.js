@@ -12,19 +12,8 @@
 "use strict";
 
 const http = require("http");
-const path = require("path");
 
-function load(name) {
-  const dirs = [process.env.ROOMLOG_NODE_MODULES, path.join(__dirname, "..", "node_modules")].filter(Boolean);
-  for (const d of dirs) {
-    try {
-      return require(path.join(d, name));
-    } catch (e) {
-      if (e.code !== "MODULE_NOT_FOUND") throw e;
-    }
-  }
-  return require(name);
-}
+const load = require("../load");
 
 const { Server } = load("socket.io");
 

@@ -20,20 +20,9 @@
 // Other reports: {"t":"ready"}, {"t":"error","message"}.
 "use strict";
 
-const path = require("path");
 const readline = require("readline");
 
-function load(name) {
-  const dirs = [process.env.ROOMLOG_NODE_MODULES, path.join(__dirname, "..", "node_modules")].filter(Boolean);
-  for (const d of dirs) {
-    try {
-      return require(path.join(d, name));
-    } catch (e) {
-      if (e.code !== "MODULE_NOT_FOUND") throw e;
-    }
-  }
-  return require(name);
-}
+const load = require("../load");
 
 const { io } = load("socket.io-client");
 const http = require("http");
