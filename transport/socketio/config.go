@@ -49,7 +49,10 @@ type Config struct {
 	// Default 1000.
 	MaxRoomsPerSocket int
 	// ReplayPageSize is how many events subscribe reads per query while
-	// replaying a room. Default 500 (at most eventstore.MaxReadLimit).
+	// replaying a room or a recovered session. Default and at most
+	// eventstore.MaxReadLimit (1000): a 10,000-event recovery then takes
+	// 10 reads instead of 20 (42–71 ms instead of 82–84 ms in
+	// BenchmarkRecovery on a loaded machine).
 	ReplayPageSize int
 	// OpTimeout bounds the database work of one client event (a join's
 	// membership check, user-online). Default 10s.
@@ -106,7 +109,7 @@ func (c *Config) WithDefaults() Config {
 		out.MaxRoomsPerSocket = 1000
 	}
 	if out.ReplayPageSize <= 0 {
-		out.ReplayPageSize = 500
+		out.ReplayPageSize = 1000
 	}
 	if out.OpTimeout <= 0 {
 		out.OpTimeout = 10 * time.Second
