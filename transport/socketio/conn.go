@@ -207,7 +207,7 @@ func (c *conn) drop(reason string) {
 func (c *conn) startWriter() {
 	c.watchTransport()
 	c.out.setWriter(func() {
-		if !c.h.goBackground(c.writeLoop) {
+		if !c.h.writers.run(c.writeLoop) {
 			c.sock.Conn().Close(true) // the Hub is stopping; the client reconnects elsewhere
 		}
 	})

@@ -156,6 +156,7 @@ type Hub struct {
 	bgMu       sync.Mutex
 	bgClosed   bool
 	bg         sync.WaitGroup // per-socket writers and presence work
+	writers    *writerPool
 	stopDone   chan struct{}
 
 	stats stats
@@ -205,6 +206,7 @@ func NewHub(p HubParams) (*Hub, error) {
 
 		pendingMax: cfg.OutboundQueue,
 	}
+	h.writers = newWriterPool(h)
 	h.logger = logger.With("subsystem", "socketio", "node", h.node)
 	h.sessions = p.Sessions
 	if h.sessions == nil {
@@ -384,6 +386,7 @@ func (h *Hub) Stop(ctx context.Context) {
 	h.bgMu.Lock()
 	h.bgClosed = true
 	h.bgMu.Unlock()
+	close(h.writers.stop)
 	h.bg.Wait()
 	if h.presence != nil && !h.crashed.Load() {
 		// Cleanup: even if ctx has run out (a slow HTTP shutdown before
