@@ -99,6 +99,9 @@ func (s *Store) commit(ctx context.Context, subs []*submission) error {
 		return err
 	}
 	conn.Release()
+	if out.notify {
+		s.notifyAfterCommit(out.handoffTried)
+	}
 	if s.cfg.OnCommit != nil {
 		rows := 0
 		for _, sub := range subs {

@@ -1,0 +1,94 @@
+package eventstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The group commit's NOTIFY.
+//
+// A transaction that NOTIFYs takes, at commit, a cluster-wide lock on the
+// notification queue and holds it until its commit record is flushed: two
+// notifying transactions cannot commit at once, so the two group-commit
+// writers, whose whole point is that one batch can commit while the other
+// waits for its fsync, queued behind each other's fsync instead (the
+// publish path showed COMMITs waiting on that lock, wait event
+// Lock/object). The NOTIFY is only a wake-up hint (the log is the truth,
+// and every tail also polls), so the writers send it after their COMMIT,
+// from one notifier goroutine, in a transaction of its own with
+// synchronous_commit off: it holds the queue lock only for a moment and
+// never waits for a disk. A listener woken by it sees the commit's rows,
+// since they are committed before the NOTIFY is sent.
+//
+// The notifier coalesces: commits that end while it is sending cost one
+// more NOTIFY between them, not one each.
+
+// notifyTimeout bounds one NOTIFY; a failed one is only logged (the tails
+// poll).
+const notifyTimeout = 5 * time.Second
+
+// notifyAfterCommit asks the notifier to NOTIFY NotifyChannel with payload
+// (noticePayload) soon. It never blocks.
+func (s *Store) notifyAfterCommit(triedHandoff bool) {
+	s.nmu.Lock()
+	if triedHandoff {
+		s.nHandoff = true
+	} else {
+		s.nPlain = true
+	}
+	s.nmu.Unlock()
+	select {
+	case s.nWake <- struct{}{}:
+	default:
+	}
+}
+
+// notifyLoop sends the NOTIFYs notifyAfterCommit asked for until stop is
+// closed, and then those still pending.
+func (s *Store) notifyLoop(ctx context.Context, stop <-chan struct{}) {
+	for {
+		select {
+		case <-s.nWake:
+			s.sendNotices(ctx)
+		case <-stop:
+			s.sendNotices(ctx)
+			return
+		}
+	}
+}
+
+// sendNotices sends the pending NOTIFYs in one transaction.
+func (s *Store) sendNotices(ctx context.Context) {
+	s.nmu.Lock()
+	handoff, plain := s.nHandoff, s.nPlain
+	s.nHandoff, s.nPlain = false, false
+	s.nmu.Unlock()
+	if !handoff && !plain {
+		return
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL synchronous_commit = off")
+	if handoff {
+		b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(true))
+	}
+	if plain {
+		b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(false))
+	}
+	b.Queue("COMMIT")
+	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
+	defer cancel()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		s.logger.WarnContext(ctx, "notify after commit: acquire connection; listeners wake on their next poll", "error", err)
+		return
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		s.logger.WarnContext(ctx, "notify after commit failed; listeners wake on their next poll", "error", err)
+		s.release(ctx, conn)
+		return
+	}
+	conn.Release()
+}
