@@ -17,8 +17,8 @@ import (
 // publish path showed COMMITs waiting on that lock, wait event
 // Lock/object). The NOTIFY is only a wake-up hint (the log is the truth,
 // and every tail also polls), so the writers send it after their COMMIT,
-// from one notifier goroutine, in a transaction of its own with
-// synchronous_commit off: it holds the queue lock only for a moment and
+// from one notifier goroutine and connection, in a transaction of its own
+// with synchronous_commit off: it holds the queue lock only for a moment and
 // never waits for a disk. A listener woken by it sees the commit's rows,
 // since they are committed before the NOTIFY is sent.
 //
@@ -46,21 +46,30 @@ func (s *Store) notifyAfterCommit(triedHandoff bool) {
 }
 
 // notifyLoop sends the NOTIFYs notifyAfterCommit asked for until stop is
-// closed, and then those still pending.
+// closed, and then those still pending. It keeps a connection of its own,
+// with synchronous_commit off for its session, so that a NOTIFY costs one
+// statement.
 func (s *Store) notifyLoop(ctx context.Context, stop <-chan struct{}) {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	for {
 		select {
 		case <-s.nWake:
-			s.sendNotices(ctx)
 		case <-stop:
-			s.sendNotices(ctx)
+			s.sendNotices(ctx, &conn)
 			return
 		}
+		s.sendNotices(ctx, &conn)
 	}
 }
 
-// sendNotices sends the pending NOTIFYs in one transaction.
-func (s *Store) sendNotices(ctx context.Context) {
+// sendNotices sends the pending NOTIFYs on *conn, connecting first if
+// *conn is nil; after a failure it closes *conn and sets it to nil.
+func (s *Store) sendNotices(ctx context.Context, conn **pgx.Conn) {
 	s.nmu.Lock()
 	handoff, plain := s.nHandoff, s.nPlain
 	s.nHandoff, s.nPlain = false, false
@@ -68,27 +77,28 @@ func (s *Store) sendNotices(ctx context.Context) {
 	if !handoff && !plain {
 		return
 	}
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue("SET LOCAL synchronous_commit = off")
-	if handoff {
-		b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(true))
-	}
-	if plain {
-		b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(false))
-	}
-	b.Queue("COMMIT")
 	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
 	defer cancel()
-	conn, err := s.pool.Acquire(ctx)
+	if *conn == nil {
+		cfg := s.pool.Config().ConnConfig.Copy()
+		cfg.RuntimeParams["synchronous_commit"] = "off"
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			s.logger.WarnContext(ctx, "notify after commit: connect; listeners wake on their next poll", "error", err)
+			return
+		}
+		*conn = c
+	}
+	var err error
+	switch {
+	case handoff && plain:
+		_, err = (*conn).Exec(ctx, "SELECT pg_notify($1, $2), pg_notify($1, $3)", NotifyChannel, s.noticePayload(true), s.noticePayload(false))
+	default:
+		_, err = (*conn).Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(handoff))
+	}
 	if err != nil {
-		s.logger.WarnContext(ctx, "notify after commit: acquire connection; listeners wake on their next poll", "error", err)
-		return
-	}
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		s.logger.WarnContext(ctx, "notify after commit failed; listeners wake on their next poll", "error", err)
-		s.release(ctx, conn)
-		return
+		(*conn).Close(context.WithoutCancel(ctx))
+		*conn = nil
 	}
-	conn.Release()
 }
