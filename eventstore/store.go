@@ -107,6 +107,10 @@ type Store struct {
 	nStop    chan struct{}
 	nDone    chan struct{}
 
+	// The group commits in flight (writer.go, handoffMissed).
+	fmu    sync.Mutex
+	flight map[chan struct{}]struct{}
+
 	mu      sync.Mutex
 	started bool
 	stopped bool
@@ -128,6 +132,7 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg *Config) *Store {
 		queue:  make(chan *submission, c.QueueSize),
 		id:     uuid.NewString(),
 		hRun:   make(chan struct{}, 1),
+		flight: map[chan struct{}]struct{}{},
 		nWake:  make(chan struct{}, 1),
 		nStop:  make(chan struct{}),
 		nDone:  make(chan struct{}),
