@@ -302,8 +302,11 @@ type appended struct {
 	handoff      []domain.Delivery
 	handoffAfter domain.Position
 	// handoffTried says the commit tried the hand-off (and its NOTIFY
-	// said so), whether or not it could hand off.
+	// must say so), whether or not it could hand off.
 	handoffTried bool
+	// notify says the caller must NOTIFY after the commit (the group
+	// commit's own transaction wrote events; see notify.go).
+	notify bool
 }
 
 // appendInTx writes subs in tx. It returns per-submission results and
@@ -577,9 +580,13 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 			ORDER BY e.txid, e.id
 			LIMIT $3`, strconv.FormatUint(out.handoffAfter.Txid, 10), out.handoffAfter.ID, len(evIDs)+handoffLimit)
 	}
-	if len(evIDs) > 0 {
+	// The caller's transaction (AppendTx) notifies at its commit; the
+	// group commit notifies after it, outside the transaction (notify.go).
+	notify := len(evIDs) > 0 && !ownTx
+	if notify {
 		b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(handoff))
 	}
+	out.notify = ownTx && len(evIDs) > 0
 	if ownTx {
 		b.Queue("COMMIT")
 	}
@@ -661,7 +668,7 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 			out.handoff = evs
 		}
 	}
-	if len(evIDs) > 0 {
+	if notify {
 		if _, err := br.Exec(); err != nil {
 			return nil, nil, appended{}, classify("append: notify", err)
 		}

@@ -35,3 +35,40 @@ func (s *Store) ProjectionSetting(ctx context.Context, name, setting string) (st
 	})
 	return v, err
 }
+
+// recordingSender runs batches on q and records their statements.
+type recordingSender struct {
+	q   batchSender
+	sql []string
+}
+
+func (r *recordingSender) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	for _, qq := range b.QueuedQueries {
+		r.sql = append(r.sql, qq.SQL)
+	}
+	return r.q.SendBatch(ctx, b)
+}
+
+// AppendStatements appends reqs as the group-commit writer does (ownTx: in
+// a transaction of its own on a pooled connection) or as AppendTx does
+// (inside tx, which the caller commits), and returns the statements sent.
+func (s *Store) AppendStatements(ctx context.Context, tx pgx.Tx, reqs []AppendRequest) ([]string, error) {
+	sub, err := s.newSubmission(ctx, reqs)
+	if err != nil {
+		return nil, err
+	}
+	rec := &recordingSender{}
+	if tx != nil {
+		rec.q = tx
+		_, _, _, err = s.appendInTx(ctx, rec, []*submission{sub}, false)
+		return rec.sql, err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	rec.q = conn
+	_, _, _, err = s.appendInTx(ctx, rec, []*submission{sub}, true)
+	return rec.sql, err
+}

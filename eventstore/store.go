@@ -99,6 +99,18 @@ type Store struct {
 	hNext *horizonCall
 	hRun  chan struct{}
 
+	// The notifier (notify.go): what it has to send, and its wake-up.
+	nmu      sync.Mutex
+	nHandoff bool
+	nPlain   bool
+	nWake    chan struct{}
+	nStop    chan struct{}
+	nDone    chan struct{}
+
+	// The group commits in flight (writer.go, handoffMissed).
+	fmu    sync.Mutex
+	flight map[chan struct{}]struct{}
+
 	mu      sync.Mutex
 	started bool
 	stopped bool
@@ -120,6 +132,10 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg *Config) *Store {
 		queue:  make(chan *submission, c.QueueSize),
 		id:     uuid.NewString(),
 		hRun:   make(chan struct{}, 1),
+		flight: map[chan struct{}]struct{}{},
+		nWake:  make(chan struct{}, 1),
+		nStop:  make(chan struct{}),
+		nDone:  make(chan struct{}),
 		stopCh: make(chan struct{}),
 	}
 }
@@ -140,6 +156,10 @@ func (s *Store) Start(ctx context.Context) error {
 	}
 	s.started = true
 	runCtx := context.WithoutCancel(ctx)
+	go func() {
+		defer close(s.nDone)
+		s.notifyLoop(runCtx, s.nStop)
+	}()
 	for range s.cfg.Writers {
 		s.wg.Add(1)
 		go func() {
@@ -157,12 +177,21 @@ func (s *Store) Stop() {
 	if s.stopped {
 		s.mu.Unlock()
 		s.wg.Wait()
+		if s.started {
+			<-s.nDone
+		}
 		return
 	}
 	s.stopped = true
+	started := s.started
 	close(s.stopCh)
 	s.mu.Unlock()
 	s.wg.Wait()
+	if started {
+		// The writers are done: send their last NOTIFYs.
+		close(s.nStop)
+		<-s.nDone
+	}
 	// Anything still queued after the writers exited (a race between a
 	// late Append and Stop) is failed, never silently dropped.
 	for {

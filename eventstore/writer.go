@@ -88,6 +88,8 @@ func (s *Store) process(ctx context.Context, batch []*submission) {
 func (s *Store) commit(ctx context.Context, subs []*submission) error {
 	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
 	defer cancel()
+	done := s.beginFlight()
+	defer s.endFlight(done)
 	start := time.Now()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -99,6 +101,9 @@ func (s *Store) commit(ctx context.Context, subs []*submission) error {
 		return err
 	}
 	conn.Release()
+	if out.notify {
+		s.notifyAfterCommit(out.handoffTried)
+	}
 	if s.cfg.OnCommit != nil {
 		rows := 0
 		for _, sub := range subs {
@@ -113,9 +118,57 @@ func (s *Store) commit(ctx context.Context, subs []*submission) error {
 	case out.handoff != nil:
 		s.cfg.Handoff(ctx, out.handoffAfter, out.handoff)
 	case out.handoffTried && s.cfg.HandoffMissed != nil:
-		s.cfg.HandoffMissed()
+		s.handoffMissed(done)
 	}
 	return nil
+}
+
+// beginFlight registers a group commit in flight and returns the channel
+// endFlight closes when it has ended, its hand-off included.
+func (s *Store) beginFlight() chan struct{} {
+	done := make(chan struct{})
+	s.fmu.Lock()
+	s.flight[done] = struct{}{}
+	s.fmu.Unlock()
+	return done
+}
+
+func (s *Store) endFlight(done chan struct{}) {
+	s.fmu.Lock()
+	delete(s.flight, done)
+	s.fmu.Unlock()
+	close(done)
+}
+
+// handoffMissed tells the hand-off consumer to read the tail after a
+// commit whose events it could not take, because a transaction with an
+// older id could still write events. Usually that is this store's other
+// writer, whose commit overlapped; the tail cannot deliver the events
+// until it has ended, so a read at once would find nothing and the
+// consumer would only look again after its recheck delay. So the call
+// waits until every other group commit of this store in flight now (own,
+// the commit that just finished) has ended, hand-off included; commits
+// that start later get younger ids and cannot hold the events back.
+// Another process's writer, or an AppendTx, is not waited for.
+func (s *Store) handoffMissed(own chan struct{}) {
+	s.fmu.Lock()
+	var wait []chan struct{}
+	for d := range s.flight {
+		if d != own {
+			wait = append(wait, d)
+		}
+	}
+	s.fmu.Unlock()
+	if len(wait) == 0 {
+		s.cfg.HandoffMissed()
+		return
+	}
+	go func() {
+		for _, d := range wait {
+			<-d
+		}
+		s.cfg.HandoffMissed()
+	}()
 }
 
 // release returns a connection whose transaction failed to the pool,

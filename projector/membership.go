@@ -44,6 +44,17 @@ func (m Membership) Handle(ctx context.Context, batch []domain.Delivery, next do
 	return m.Store.ApplyMembership(ctx, name, changes, next)
 }
 
+// Idle implements IdleHandler: no event of batch implies a membership
+// change.
+func (m Membership) Idle(batch []domain.Delivery) bool {
+	for _, d := range batch {
+		if len(domain.ImpliedMembership(d.Type, []domain.Room{d.Room}, d.Payload)) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // MaxPendingMembership is how many unapplied membership events a
 // MembershipView applies on top of the model; further behind, it reports
 // CodeUnavailable rather than answer from an incomplete picture.

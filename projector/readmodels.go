@@ -50,6 +50,9 @@ func (u Unread) Handle(ctx context.Context, batch []domain.Delivery, next domain
 	return u.Store.ApplyUnread(ctx, nameOr(u.Name, UnreadName), UnreadChanges(batch), next)
 }
 
+// Idle implements IdleHandler: batch changes no unread count.
+func (u Unread) Idle(batch []domain.Delivery) bool { return len(UnreadChanges(batch)) == 0 }
+
 // UnreadChanges returns the unread-count changes batch implies, in order
 // (see Unread for the rules).
 func UnreadChanges(batch []domain.Delivery) []eventstore.UnreadChange {
@@ -108,6 +111,16 @@ func (x EntityIndex) Handle(ctx context.Context, batch []domain.Delivery, next d
 		}
 	}
 	return x.Store.ApplyEntityIndex(ctx, nameOr(x.Name, EntitiesName), entries, next)
+}
+
+// Idle implements IdleHandler: no event of batch names an entity.
+func (x EntityIndex) Idle(batch []domain.Delivery) bool {
+	for _, d := range batch {
+		if len(domain.EntityRefs(d.Type, d.Room, d.Payload)) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func nameOr(name, def string) string {

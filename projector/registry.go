@@ -63,9 +63,18 @@ type RegistryConfig struct {
 	// projection one read and one transaction. Default 20ms; negative
 	// means none.
 	Coalesce time.Duration
+	// IdleCheckpoint is each Runner's Config.IdleCheckpoint: how long a
+	// projection may leave its stored checkpoint behind over events that
+	// change nothing in its model, instead of committing a transaction
+	// per batch just to move it. Default DefaultIdleCheckpoint; negative
+	// means a transaction per batch.
+	IdleCheckpoint time.Duration
 	// Logger receives the projections' logs. Default: discard.
 	Logger *slog.Logger
 }
+
+// DefaultIdleCheckpoint is RegistryConfig.IdleCheckpoint's default.
+const DefaultIdleCheckpoint = time.Second
 
 // Registry runs roomlog's named read-model projections: one Runner each,
 // all starting from the beginning of the log and committing their
@@ -156,7 +165,8 @@ func (r *Registry) startRunner(ctx context.Context, p Projection) (*Runner, erro
 	run, err := New(Config{
 		Name: p.Name, Source: r.store, Checkpoints: r.store, HandlerSavesCheckpoint: true,
 		Start: FromBeginning, Handler: p.Handler(r.store),
-		BatchSize: r.cfg.BatchSize, PollInterval: r.cfg.PollInterval, Coalesce: r.coalesce(), Logger: r.cfg.Logger,
+		BatchSize: r.cfg.BatchSize, PollInterval: r.cfg.PollInterval, Coalesce: r.coalesce(),
+		IdleCheckpoint: r.idleCheckpoint(), Logger: r.cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -176,6 +186,17 @@ func (r *Registry) coalesce() time.Duration {
 		return 0
 	case c == 0:
 		return DefaultCoalesce
+	default:
+		return c
+	}
+}
+
+func (r *Registry) idleCheckpoint() time.Duration {
+	switch c := r.cfg.IdleCheckpoint; {
+	case c < 0:
+		return 0
+	case c == 0:
+		return DefaultIdleCheckpoint
 	default:
 		return c
 	}

@@ -86,8 +86,28 @@ type Config struct {
 	// one read and one batch instead of one each. It adds at most that
 	// much lag. Zero (the default) reads at once, as live fan-out must.
 	Coalesce time.Duration
+	// IdleCheckpoint, if positive, lets a Handler that implements
+	// IdleHandler skip the batches it would not change anything for:
+	// the Runner then advances its position in memory only, and hands the
+	// handler such a batch (so that it saves its checkpoint) only once
+	// IdleCheckpoint has passed since it last handled one. A read model
+	// that ignores most of the log then costs no transaction per batch
+	// just to move its checkpoint; the stored checkpoint lags by up to
+	// about IdleCheckpoint, and a restart re-reads at most that much of
+	// the log, to no effect.
+	IdleCheckpoint time.Duration
 	// Logger receives the Runner's logs. Default: discard.
 	Logger *slog.Logger
+}
+
+// IdleHandler is a Handler that can tell, without side effects, that
+// handling a batch would change nothing but its checkpoint (see
+// Config.IdleCheckpoint).
+type IdleHandler interface {
+	Handler
+	// Idle reports whether Handle(batch) would change nothing but the
+	// checkpoint. It must depend on batch alone.
+	Idle(batch []domain.Delivery) bool
 }
 
 func (c Config) withDefaults() Config {
@@ -122,6 +142,13 @@ type Runner struct {
 	cfg    Config
 	logger *slog.Logger
 	wake   chan struct{}
+
+	// Idle skipping (Config.IdleCheckpoint), used by the loop only:
+	// deferred is the last batch skipped since the handler last saw one
+	// (nil if none), handledAt when the handler last saw one.
+	deferred     []domain.Delivery
+	deferredNext domain.Position
+	handledAt    time.Time
 
 	mu      sync.Mutex
 	pos     domain.Position
@@ -271,6 +298,11 @@ func (r *Runner) loop(ctx context.Context) {
 		}
 		backoff = 0
 		wait := jitter(r.cfg.PollInterval)
+		if r.deferred != nil {
+			// Save the skipped batches' checkpoint on time even if no
+			// other batch comes.
+			wait = min(wait, max(time.Until(r.handledAt.Add(r.cfg.IdleCheckpoint)), time.Millisecond))
+		}
 		if recheck > 0 {
 			wait = min(recheck, wait)
 			recheck *= 2
@@ -305,17 +337,23 @@ func (r *Runner) loop(ctx context.Context) {
 func (r *Runner) step(ctx context.Context) (int, error) {
 	pos := r.Position()
 	batch, err := r.cfg.Source.ReadTail(ctx, pos, r.cfg.BatchSize)
-	if err != nil || len(batch) == 0 {
+	if err != nil {
 		return 0, err
+	}
+	if len(batch) == 0 {
+		if r.deferred != nil && time.Since(r.handledAt) >= r.cfg.IdleCheckpoint {
+			// Nothing new: save the checkpoint the skipped batches owe.
+			return 0, r.handle(ctx, r.deferred, r.deferredNext)
+		}
+		return 0, nil
 	}
 	next := batch[len(batch)-1].Position
-	if err := r.cfg.Handler.Handle(ctx, batch, next); err != nil {
+	if ih, ok := r.cfg.Handler.(IdleHandler); ok && r.cfg.IdleCheckpoint > 0 &&
+		time.Since(r.handledAt) < r.cfg.IdleCheckpoint && ih.Idle(batch) {
+		// The last delivery stands for the batch when the checkpoint is due.
+		r.deferred, r.deferredNext = batch[len(batch)-1:], next
+	} else if err := r.handle(ctx, batch, next); err != nil {
 		return 0, err
-	}
-	if r.cfg.Checkpoints != nil && !r.cfg.HandlerSavesCheckpoint {
-		if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, r.cfg.Name, next); err != nil {
-			return 0, err
-		}
 	}
 	r.mu.Lock()
 	if r.pos.Less(next) { // Advance may have moved it further meanwhile
@@ -324,6 +362,21 @@ func (r *Runner) step(ctx context.Context) (int, error) {
 	r.lastAt = batch[len(batch)-1].OccurredAt
 	r.mu.Unlock()
 	return len(batch), nil
+}
+
+// handle hands batch to the handler and saves the checkpoint next, unless
+// the handler does.
+func (r *Runner) handle(ctx context.Context, batch []domain.Delivery, next domain.Position) error {
+	if err := r.cfg.Handler.Handle(ctx, batch, next); err != nil {
+		return err
+	}
+	if r.cfg.Checkpoints != nil && !r.cfg.HandlerSavesCheckpoint {
+		if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, r.cfg.Name, next); err != nil {
+			return err
+		}
+	}
+	r.deferred, r.handledAt = nil, time.Now()
+	return nil
 }
 
 func jitter(d time.Duration) time.Duration {
