@@ -364,6 +364,10 @@ func (r *Runner) step(ctx context.Context) (int, error) {
 	return len(batch), nil
 }
 
+// checkpointTimeout bounds saving a checkpoint after its batch was
+// handled.
+const checkpointTimeout = 10 * time.Second
+
 // handle hands batch to the handler and saves the checkpoint next, unless
 // the handler does.
 func (r *Runner) handle(ctx context.Context, batch []domain.Delivery, next domain.Position) error {
@@ -371,7 +375,11 @@ func (r *Runner) handle(ctx context.Context, batch []domain.Delivery, next domai
 		return err
 	}
 	if r.cfg.Checkpoints != nil && !r.cfg.HandlerSavesCheckpoint {
-		if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, r.cfg.Name, next); err != nil {
+		// The handler has taken the batch: a Stop now must not also
+		// cancel the checkpoint, or a restart hands the batch over again.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointTimeout)
+		defer cancel()
+		if err := r.cfg.Checkpoints.SaveCheckpoint(sctx, r.cfg.Name, next); err != nil {
 			return err
 		}
 	}
