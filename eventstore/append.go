@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/roomlog/roomlog/domain"
 )
@@ -445,7 +447,7 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 	var (
 		evIDs, evRooms, evTypes, evPayloads, evProducers []string
 		evSeqs                                           []int64
-		evPrev, evHash                                   [][]byte
+		evPrev, evHash, evPayloadBytes                   [][]byte
 		newKeyProducers, newKeyKeys, newKeyEvents        []string
 		newKeyHashes                                     [][]byte
 		replays                                          []slot
@@ -515,6 +517,7 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 				evSeqs = append(evSeqs, seq)
 				evTypes = append(evTypes, p.req.Type)
 				evPayloads = append(evPayloads, string(p.payload))
+				evPayloadBytes = append(evPayloadBytes, p.payload)
 				evProducers = append(evProducers, p.req.Producer)
 				evPrev = append(evPrev, prev)
 				evHash = append(evHash, sum)
@@ -528,13 +531,24 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 	}
 
 	// 4. One round trip: rows, heads, keys, replay lookups, notify.
+	var out appended
+	handoff := false
+	if ownTx && len(evIDs) > 0 && s.cfg.Handoff != nil && s.cfg.HandoffAfter != nil {
+		out.handoffAfter, handoff = s.cfg.HandoffAfter()
+		out.handoffTried = handoff
+	}
 	b = &pgx.Batch{}
 	if len(evIDs) > 0 {
-		b.Queue(`INSERT INTO events (event_id, room, seq, type, payload, producer, created_at, prev_hash, hash)
+		insert := `INSERT INTO events (event_id, room, seq, type, payload, producer, created_at, prev_hash, hash)
 			SELECT e::uuid, r, s, t, p::json, pr, $7, ph, h
 			FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $8::bytea[], $9::bytea[])
-			  AS u(e, r, s, t, p, pr, ph, h)`,
-			evIDs, evRooms, evSeqs, evTypes, evPayloads, evProducers, now, evPrev, evHash)
+			  AS u(e, r, s, t, p, pr, ph, h)`
+		if handoff {
+			// The hand-off needs each row's place in the log; the rest of
+			// the row is in memory.
+			insert += ` RETURNING room, seq, id, txid`
+		}
+		b.Queue(insert, evIDs, evRooms, evSeqs, evTypes, evPayloads, evProducers, now, evPrev, evHash)
 		var hr []string
 		var hs []int64
 		var hh [][]byte
@@ -561,24 +575,18 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 	// The hand-off read: if no transaction that could still write events is
 	// older than this one (oldestWriterSQL; see horizon.go), every event
 	// with a smaller transaction id is committed, and the events after the
-	// fan-out's position up to and including this transaction's own rows,
-	// read by the next statement with a later snapshot, are a complete
-	// stretch of the tail, final as soon as this transaction commits.
-	// Otherwise the tail delivers them.
-	var out appended
-	handoff := false
-	if ownTx && len(evIDs) > 0 && s.cfg.Handoff != nil && s.cfg.HandoffAfter != nil {
-		out.handoffAfter, handoff = s.cfg.HandoffAfter()
-		out.handoffTried = handoff
-	}
+	// fan-out's position from those transactions, read by the next
+	// statement with a later snapshot, followed by this transaction's own
+	// rows, are a complete stretch of the tail, final as soon as this
+	// transaction commits. Otherwise the tail delivers them.
 	if handoff {
 		b.Queue(oldestWriterSQL, roomLockClass)
 		b.Queue(`SELECT `+deliveryColumns+`
 			FROM events e
 			WHERE (e.txid, e.id) > ($1::text::xid8, $2::int8)
-			  AND e.txid <= pg_current_xact_id()
+			  AND e.txid < pg_current_xact_id()
 			ORDER BY e.txid, e.id
-			LIMIT $3`, strconv.FormatUint(out.handoffAfter.Txid, 10), out.handoffAfter.ID, len(evIDs)+handoffLimit)
+			LIMIT $3`, strconv.FormatUint(out.handoffAfter.Txid, 10), out.handoffAfter.ID, handoffLimit)
 	}
 	// The caller's transaction (AppendTx) notifies at its commit; the
 	// group commit notifies after it, outside the transaction (notify.go).
@@ -595,10 +603,18 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 	}
 	br = q.SendBatch(ctx, b)
 	defer br.Close()
-	if len(evIDs) > 0 {
+	var own []domain.Delivery
+	if len(evIDs) > 0 && handoff {
+		var err error
+		if own, err = ownDeliveries(br, evIDs, evRooms, evSeqs, evTypes, evPayloadBytes, evProducers, now); err != nil {
+			return nil, nil, appended{}, err
+		}
+	} else if len(evIDs) > 0 {
 		if _, err := br.Exec(); err != nil {
 			return nil, nil, appended{}, classify("append: insert events", err)
 		}
+	}
+	if len(evIDs) > 0 {
 		if _, err := br.Exec(); err != nil {
 			return nil, nil, appended{}, classify("append: update heads", err)
 		}
@@ -664,8 +680,8 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 		}
 		// As many rows as the limit: the stretch may go on; the tail
 		// delivers.
-		if oldest && len(evs) >= len(evIDs) && len(evs) < len(evIDs)+handoffLimit {
-			out.handoff = evs
+		if oldest && len(evs) < handoffLimit {
+			out.handoff = append(evs, own...)
 		}
 	}
 	if notify {
@@ -714,6 +730,51 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 		}
 	}
 	return results, subErrs, out, nil
+}
+
+// ownDeliveries reads the INSERT … RETURNING room, seq, id, txid result
+// of the rows described by the ev slices (one entry per row) and returns
+// the rows as the log will deliver them, in tail order.
+func ownDeliveries(br pgx.BatchResults, evIDs, evRooms []string, evSeqs []int64, evTypes []string, evPayloads [][]byte, evProducers []string, now time.Time) ([]domain.Delivery, error) {
+	type key struct {
+		room string
+		seq  int64
+	}
+	at := make(map[key]int, len(evIDs))
+	for i := range evIDs {
+		at[key{evRooms[i], evSeqs[i]}] = i
+	}
+	own := make([]domain.Delivery, len(evIDs))
+	rows, err := br.Query()
+	if err != nil {
+		return nil, classify("append: insert events", err)
+	}
+	var (
+		room    string
+		seq, id int64
+		txid    pgtype.Uint64
+		n       int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&room, &seq, &id, &txid}, func() error {
+		i, ok := at[key{room, seq}]
+		if !ok || !txid.Valid || own[i].Room != "" {
+			return fmt.Errorf("append: insert returned an unexpected row (%s, %d)", room, seq)
+		}
+		own[i] = domain.Delivery{
+			Event: domain.Event{ID: evIDs[i], Type: evTypes[i], Payload: evPayloads[i], Producer: evProducers[i], OccurredAt: now},
+			Room:  domain.Room(evRooms[i]), Seq: seq, Position: domain.Position{Txid: txid.Uint64, ID: id},
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return nil, classify("append: insert events", err)
+	}
+	if n != len(evIDs) {
+		return nil, fmt.Errorf("append: insert returned %d rows of %d", n, len(evIDs))
+	}
+	slices.SortFunc(own, func(a, b domain.Delivery) int { return cmp.Compare(a.Position.ID, b.Position.ID) })
+	return own, nil
 }
 
 // newEventID returns a UUIDv7: time-ordered, so the event_id index grows at
