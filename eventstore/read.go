@@ -397,6 +397,62 @@ func (s *Store) ReadTail(ctx context.Context, after domain.Position, limit int) 
 	return out, nil
 }
 
+// ReadTailTypes is ReadTail for a consumer that handles only some event
+// types: it returns up to limit events of types after pos, in the log's
+// global order, below the writer horizon; and, when fewer than limit
+// matched, also the last event below the horizon if it came after them,
+// whatever its type, so that the consumer's position moves past the
+// events it skipped. Each type is read through the (type, txid, id) index,
+// so a consumer of rare types does not read the whole log.
+func (s *Store) ReadTailTypes(ctx context.Context, after domain.Position, types []string, limit int) ([]domain.Delivery, error) {
+	limit = clampLimit(limit)
+	h, err := s.writerHorizon(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read tail: %w", err)
+	}
+	if h <= after.Txid {
+		return nil, nil // nothing can be final after pos yet
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH m AS (
+			SELECT x.* FROM unnest($5::text[]) AS t(type)
+			CROSS JOIN LATERAL (
+				SELECT e.* FROM events e
+				WHERE e.type = t.type
+				  AND (e.txid, e.id) > ($1::text::xid8, $2::int8)
+				  AND e.txid < $4::text::xid8
+				ORDER BY e.txid, e.id
+				LIMIT $3
+			) x
+			ORDER BY x.txid, x.id
+			LIMIT $3
+		), last AS (
+			SELECT e.* FROM events e
+			WHERE (e.txid, e.id) > ($1::text::xid8, $2::int8)
+			  AND e.txid < $4::text::xid8
+			ORDER BY e.txid DESC, e.id DESC
+			LIMIT 1
+		), picked AS (
+			SELECT * FROM m
+			UNION ALL
+			SELECT * FROM last
+			WHERE (SELECT count(*) FROM m) < $3
+			  AND NOT EXISTS (SELECT 1 FROM m WHERE m.id = last.id)
+		)
+		SELECT `+deliveryColumns+`
+		FROM picked e
+		ORDER BY e.txid, e.id`,
+		strconv.FormatUint(after.Txid, 10), after.ID, limit, strconv.FormatUint(h, 10), types)
+	if err != nil {
+		return nil, classify("read tail", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Delivery, error) { return scanDelivery(r) })
+	if err != nil {
+		return nil, classify("read tail", err)
+	}
+	return out, nil
+}
+
 // LoadCheckpoint returns the stored position of the named consumer, and
 // false if it has none.
 func (s *Store) LoadCheckpoint(ctx context.Context, name string) (domain.Position, bool, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -350,5 +351,88 @@ func TestTailSharedHorizon(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestReadTailTypes: a consumer that reads only some types through
+// ReadTailTypes, in small batches, gets exactly the tail's events of those
+// types, in order, and ends where the tail ends; while an older writer's
+// transaction is open it reads nothing past it.
+func TestReadTailTypes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := eventstoretest.New(t)
+	s := newStore(t, pool, nil)
+	start, err := s.TailStart(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		typ := "x-noise"
+		switch {
+		case i%7 == 3:
+			typ = "x-a"
+		case i%11 == 5:
+			typ = "x-b"
+		}
+		if _, err := s.Append(ctx, req(typ, fmt.Sprintf(`{"i":%d}`, i), "user-a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Noise after the last match: the consumer must still move past it.
+	if _, err := s.Append(ctx, req("x-noise", `{}`, "user-b")); err != nil {
+		t.Fatal(err)
+	}
+	end, all := drainTail(t, s, start)
+	var want []domain.Delivery
+	for _, d := range all {
+		if d.Type == "x-a" || d.Type == "x-b" {
+			want = append(want, d)
+		}
+	}
+	types := []string{"x-a", "x-b"}
+	drain := func(pos domain.Position) (domain.Position, []domain.Delivery) {
+		var got []domain.Delivery
+		for {
+			batch, err := s.ReadTailTypes(ctx, pos, types, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(batch) == 0 {
+				return pos, got
+			}
+			for _, d := range batch {
+				if !pos.Less(d.Position) {
+					t.Fatalf("went backwards: %v after %v", d.Position, pos)
+				}
+				pos = d.Position
+				if d.Type == "x-a" || d.Type == "x-b" {
+					got = append(got, d)
+				}
+			}
+		}
+	}
+	pos, got := drain(start)
+	if !reflect.DeepEqual(got, want) || len(want) < 8 {
+		t.Fatalf("typed read got %d events, want the tail's %d:\n%v\n%v", len(got), len(want), positions(got), positions(want))
+	}
+	if pos != end {
+		t.Fatalf("typed read ended at %v, the tail at %v", pos, end)
+	}
+
+	// An older writer holds the horizon: nothing after it is read, and
+	// the held event arrives once it commits.
+	tx := holdWriter(t, s, pool, "user-h")
+	if _, err := s.Append(ctx, req("x-a", `{"late":true}`, "user-a")); err != nil {
+		t.Fatal(err)
+	}
+	if p, got := drain(pos); len(got) != 0 || p != pos {
+		t.Fatalf("read %d events past an open older writer", len(got))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := drain(pos); len(got) != 1 || string(got[0].Payload) != `{"late":true}` {
+		t.Fatalf("after the older writer committed: %d events", len(got))
 	}
 }

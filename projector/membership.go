@@ -44,6 +44,9 @@ func (m Membership) Handle(ctx context.Context, batch []domain.Delivery, next do
 	return m.Store.ApplyMembership(ctx, name, changes, next)
 }
 
+// Types implements TypedHandler: the events membership follows.
+func (m Membership) Types() []string { return domain.MembershipEventTypes() }
+
 // Idle implements IdleHandler: no event of batch implies a membership
 // change.
 func (m Membership) Idle(batch []domain.Delivery) bool {

@@ -50,6 +50,11 @@ func (u Unread) Handle(ctx context.Context, batch []domain.Delivery, next domain
 	return u.Store.ApplyUnread(ctx, nameOr(u.Name, UnreadName), UnreadChanges(batch), next)
 }
 
+// Types implements TypedHandler: the events UnreadChanges counts.
+func (u Unread) Types() []string {
+	return []string{domain.EventNewNotification, domain.EventUnreadCountUpdate}
+}
+
 // Idle implements IdleHandler: batch changes no unread count.
 func (u Unread) Idle(batch []domain.Delivery) bool { return len(UnreadChanges(batch)) == 0 }
 

@@ -162,9 +162,14 @@ func (r *Registry) Start(ctx context.Context) error {
 }
 
 func (r *Registry) startRunner(ctx context.Context, p Projection) (*Runner, error) {
+	h := p.Handler(r.store)
+	var types []string
+	if th, ok := h.(TypedHandler); ok {
+		types = th.Types()
+	}
 	run, err := New(Config{
 		Name: p.Name, Source: r.store, Checkpoints: r.store, HandlerSavesCheckpoint: true,
-		Start: FromBeginning, Handler: p.Handler(r.store),
+		Start: FromBeginning, Handler: h, Types: types,
 		BatchSize: r.cfg.BatchSize, PollInterval: r.cfg.PollInterval, Coalesce: r.coalesce(),
 		IdleCheckpoint: r.idleCheckpoint(), Logger: r.cfg.Logger,
 	})

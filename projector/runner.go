@@ -21,6 +21,17 @@ type Source interface {
 	TailStart(ctx context.Context) (domain.Position, error)
 }
 
+// TypedSource is a Source that can read only some event types (see
+// Config.Types). *eventstore.Store satisfies it.
+type TypedSource interface {
+	Source
+	// ReadTailTypes returns up to limit events of types after pos in
+	// global order, skipping nothing that commits late, and, when fewer
+	// than limit matched, the last event read past, whatever its type, so
+	// that the position moves past what was skipped.
+	ReadTailTypes(ctx context.Context, after domain.Position, types []string, limit int) ([]domain.Delivery, error)
+}
+
 // Checkpoints loads and saves consumer positions. *eventstore.Store
 // satisfies it.
 type Checkpoints interface {
@@ -96,8 +107,22 @@ type Config struct {
 	// about IdleCheckpoint, and a restart re-reads at most that much of
 	// the log, to no effect.
 	IdleCheckpoint time.Duration
+	// Types, if set, are the only event types the Handler acts on: the
+	// Runner then reads those alone (Source must be a TypedSource), plus
+	// one event of any type where a read ends, which the Handler must
+	// ignore, so that the position moves on. A read model of rare events
+	// then reads a fraction of the log.
+	Types []string
 	// Logger receives the Runner's logs. Default: discard.
 	Logger *slog.Logger
+}
+
+// TypedHandler is a Handler that acts on some event types only (see
+// Config.Types); Registry reads only those for it.
+type TypedHandler interface {
+	Handler
+	// Types returns the event types Handle acts on.
+	Types() []string
 }
 
 // IdleHandler is a Handler that can tell, without side effects, that
@@ -131,6 +156,8 @@ func (c Config) validate() error {
 		return errors.New("projector: Config.Source is required")
 	case c.Handler == nil:
 		return errors.New("projector: Config.Handler is required")
+	case len(c.Types) > 0 && !isTyped(c.Source):
+		return errors.New("projector: Config.Types needs a Source that implements TypedSource")
 	case c.HandlerSavesCheckpoint && c.Checkpoints == nil:
 		return errors.New("projector: Config.HandlerSavesCheckpoint needs Config.Checkpoints to load from")
 	}
@@ -334,9 +361,21 @@ func (r *Runner) loop(ctx context.Context) {
 	}
 }
 
+func isTyped(s Source) bool {
+	_, ok := s.(TypedSource)
+	return ok
+}
+
+func (r *Runner) read(ctx context.Context, pos domain.Position) ([]domain.Delivery, error) {
+	if len(r.cfg.Types) > 0 {
+		return r.cfg.Source.(TypedSource).ReadTailTypes(ctx, pos, r.cfg.Types, r.cfg.BatchSize)
+	}
+	return r.cfg.Source.ReadTail(ctx, pos, r.cfg.BatchSize)
+}
+
 func (r *Runner) step(ctx context.Context) (int, error) {
 	pos := r.Position()
-	batch, err := r.cfg.Source.ReadTail(ctx, pos, r.cfg.BatchSize)
+	batch, err := r.read(ctx, pos)
 	if err != nil {
 		return 0, err
 	}
