@@ -372,6 +372,19 @@ func (s *Store) TailStart(ctx context.Context) (domain.Position, error) {
 // seq order. Transactions that do not write events (of this or any other
 // database) do not hold the tail back.
 func (s *Store) ReadTail(ctx context.Context, after domain.Position, limit int) ([]domain.Delivery, error) {
+	return s.readTail(ctx, after, limit, `
+		SELECT `+deliveryColumns+`
+		FROM events e
+		WHERE (e.txid, e.id) > ($1::text::xid8, $2::int8)
+		  AND e.txid < $4::text::xid8
+		ORDER BY e.txid, e.id
+		LIMIT $3`)
+}
+
+// readTail runs query, which reads deliveries after ($1 txid, $2 id), at
+// most $3, below the writer horizon $4 (with extra arguments from $5),
+// once there is a horizon past after.
+func (s *Store) readTail(ctx context.Context, after domain.Position, limit int, query string, extra ...any) ([]domain.Delivery, error) {
 	limit = clampLimit(limit)
 	h, err := s.writerHorizon(ctx)
 	if err != nil {
@@ -380,13 +393,8 @@ func (s *Store) ReadTail(ctx context.Context, after domain.Position, limit int) 
 	if h <= after.Txid {
 		return nil, nil // nothing can be final after pos yet
 	}
-	rows, err := s.pool.Query(ctx, `
-		SELECT `+deliveryColumns+`
-		FROM events e
-		WHERE (e.txid, e.id) > ($1::text::xid8, $2::int8)
-		  AND e.txid < $4::text::xid8
-		ORDER BY e.txid, e.id
-		LIMIT $3`, strconv.FormatUint(after.Txid, 10), after.ID, limit, strconv.FormatUint(h, 10))
+	args := append([]any{strconv.FormatUint(after.Txid, 10), after.ID, limit, strconv.FormatUint(h, 10)}, extra...)
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, classify("read tail", err)
 	}
@@ -405,15 +413,7 @@ func (s *Store) ReadTail(ctx context.Context, after domain.Position, limit int) 
 // events it skipped. Each type is read through the (type, txid, id) index,
 // so a consumer of rare types does not read the whole log.
 func (s *Store) ReadTailTypes(ctx context.Context, after domain.Position, types []string, limit int) ([]domain.Delivery, error) {
-	limit = clampLimit(limit)
-	h, err := s.writerHorizon(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read tail: %w", err)
-	}
-	if h <= after.Txid {
-		return nil, nil // nothing can be final after pos yet
-	}
-	rows, err := s.pool.Query(ctx, `
+	return s.readTail(ctx, after, limit, `
 		WITH m AS (
 			SELECT x.* FROM unnest($5::text[]) AS t(type)
 			CROSS JOIN LATERAL (
@@ -441,16 +441,7 @@ func (s *Store) ReadTailTypes(ctx context.Context, after domain.Position, types 
 		)
 		SELECT `+deliveryColumns+`
 		FROM picked e
-		ORDER BY e.txid, e.id`,
-		strconv.FormatUint(after.Txid, 10), after.ID, limit, strconv.FormatUint(h, 10), types)
-	if err != nil {
-		return nil, classify("read tail", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Delivery, error) { return scanDelivery(r) })
-	if err != nil {
-		return nil, classify("read tail", err)
-	}
-	return out, nil
+		ORDER BY e.txid, e.id`, types)
 }
 
 // LoadCheckpoint returns the stored position of the named consumer, and
