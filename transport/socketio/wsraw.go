@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	gorilla "github.com/gorilla/websocket"
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/v3/pkg/types"
@@ -54,7 +55,25 @@ func (b *wsBuilder) New(ctx *types.HttpContext) transports.Transport {
 	if !ok || ctx.Query().Peek("sid") != "" || ctx.Websocket == nil || ctx.Websocket.Conn == nil {
 		return inner
 	}
-	return &rawWebSocket{Websocket: ws, nc: ctx.Websocket.NetConn(), timeout: b.writeTimeout}
+	raw := newRawWebSocket(ctx.Websocket.Conn, b.writeTimeout)
+	raw.Websocket = ws
+	return raw
+}
+
+// newRawWebSocket returns the writer of c's network connection. It also
+// answers the client's pings itself: gorilla's own answer would set the
+// connection's write deadline to a second ahead, under the deadline this
+// writer believes is set.
+func newRawWebSocket(c *gorilla.Conn, timeout time.Duration) *rawWebSocket {
+	w := &rawWebSocket{nc: c.NetConn(), timeout: timeout}
+	c.SetPingHandler(func(data string) error {
+		b := appendFrameHeader(make([]byte, 0, len(data)+2), opPong, len(data))
+		if err := w.write(append(b, data...)); err != nil {
+			w.close()
+		}
+		return nil
+	})
+	return w
 }
 
 // rawWebSocket is the library's WebSocket transport with a Send of its own
@@ -184,6 +203,7 @@ func putRawBuf(bp *[]byte, b []byte) {
 const (
 	opText   = 0x1
 	opBinary = 0x2
+	opPong   = 0xA
 )
 
 // appendFrameHeader appends the header of a final, unmasked frame of op

@@ -25,7 +25,14 @@ func rawPair(t *testing.T, timeout time.Duration) (*rawWebSocket, *websocket.Con
 			t.Errorf("upgrade: %v", err)
 			return
 		}
-		got <- &rawWebSocket{nc: c.NetConn(), timeout: timeout}
+		got <- newRawWebSocket(c, timeout)
+		go func() { // the reader, which runs the ping handler
+			for {
+				if _, _, err := c.NextReader(); err != nil {
+					return
+				}
+			}
+		}()
 	}))
 	t.Cleanup(srv.Close)
 	cl, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
@@ -129,5 +136,37 @@ func TestRawWebSocketWriteTimeout(t *testing.T) {
 	}
 	if err := w.writeFrames([][]byte{[]byte("2")}); !errors.Is(err, errRawClosed) {
 		t.Fatalf("write after a failed write: %v, want errRawClosed", err)
+	}
+}
+
+// TestRawWebSocketPing: a client's WebSocket ping is answered through the
+// writer, between whole frames.
+func TestRawWebSocketPing(t *testing.T) {
+	t.Parallel()
+	w, cl := rawPair(t, 5*time.Second)
+	pong := make(chan string, 1)
+	cl.SetPongHandler(func(data string) error {
+		pong <- data
+		return nil
+	})
+	if err := cl.WriteControl(websocket.PingMessage, []byte("hello"), time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_ = cl.SetReadDeadline(time.Now().Add(10 * time.Second))
+	go func() {
+		time.Sleep(100 * time.Millisecond) // the pong goes first
+		_ = w.writeFrames([][]byte{[]byte("after")})
+	}()
+	_, msg, err := cl.ReadMessage() // runs the pong handler on the way
+	if err != nil || string(msg) != "4after" {
+		t.Fatalf("read %q, %v", msg, err)
+	}
+	select {
+	case got := <-pong:
+		if got != "hello" {
+			t.Fatalf("pong %q, want hello", got)
+		}
+	default:
+		t.Fatal("no pong before the next frame")
 	}
 }
