@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"os"
 	"time"
+
+	"github.com/roomlog/roomlog/eventstore"
 )
 
 // Config tunes a Hub. Its zero value means "use the defaults", except
@@ -109,7 +111,7 @@ func (c *Config) WithDefaults() Config {
 		out.MaxRoomsPerSocket = 1000
 	}
 	if out.ReplayPageSize <= 0 {
-		out.ReplayPageSize = 1000
+		out.ReplayPageSize = eventstore.MaxReadLimit
 	}
 	if out.OpTimeout <= 0 {
 		out.OpTimeout = 10 * time.Second
@@ -152,8 +154,8 @@ func (c Config) validate() error {
 	if c.PresenceTTL <= 2*c.HeartbeatInterval {
 		errs = append(errs, fmt.Errorf("socketio: Config.PresenceTTL (%s) must exceed twice Config.HeartbeatInterval (%s)", c.PresenceTTL, c.HeartbeatInterval))
 	}
-	if c.ReplayPageSize > 1000 {
-		errs = append(errs, fmt.Errorf("socketio: Config.ReplayPageSize must be at most 1000, got %d", c.ReplayPageSize))
+	if c.ReplayPageSize > eventstore.MaxReadLimit {
+		errs = append(errs, fmt.Errorf("socketio: Config.ReplayPageSize must be at most %d, got %d", eventstore.MaxReadLimit, c.ReplayPageSize))
 	}
 	if c.MaxPayloadBytes < 1024 {
 		errs = append(errs, fmt.Errorf("socketio: Config.MaxPayloadBytes must be at least 1024, got %d", c.MaxPayloadBytes))

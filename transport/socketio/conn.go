@@ -202,12 +202,20 @@ func (c *conn) drop(reason string) {
 	c.sock.Conn().Close(true)
 }
 
-// startWriter lets the outbox start a writer goroutine whenever it gets
-// work (see outbox): an idle socket has none.
+// startWriter lets the outbox start a writer loop on the Hub's writer
+// pool whenever it gets work (see outbox): an idle socket has none. A
+// connection that opened on WebSocket keeps its rawWebSocket for life and
+// writes through it (writeRawLoop), with no drain to watch; the others go
+// through the engine (writeLoop).
 func (c *conn) startWriter() {
-	c.watchTransport()
+	loop := c.writeLoop
+	if raw, ok := c.sock.Conn().Transport().(*rawWebSocket); ok {
+		loop = func() { c.writeRawLoop(raw) }
+	} else {
+		c.watchTransport()
+	}
 	c.out.setWriter(func() {
-		if !c.h.writers.run(c.writeLoop) {
+		if !c.h.writers.run(loop) {
 			c.sock.Conn().Close(true) // the Hub is stopping; the client reconnects elsewhere
 		}
 	})
@@ -248,24 +256,18 @@ func (c *conn) watch(t transports.Transport) {
 	})
 }
 
-// writeLoop writes the outbox to the Engine.IO socket batch by batch and,
+// writeLoop writes the outbox to the Engine.IO socket (polling, or a
+// WebSocket upgraded from it) batch by batch and,
 // after each batch, waits until the transport has taken it. A client that
 // stops reading therefore leaves frames in the bounded outbox, not in the
 // engine's unbounded buffer, and is dropped when the outbox overflows or
 // the transport stays busy for WriteTimeout. It returns when the outbox is
 // empty (the next push starts it again) or the socket is done.
 func (c *conn) writeLoop() {
-	raw, _ := c.sock.Conn().Transport().(*rawWebSocket)
 	for {
 		items := c.out.takeOrStop()
 		if items == nil {
 			return
-		}
-		if raw != nil {
-			if !c.writeRaw(raw, items) {
-				return
-			}
-			continue
 		}
 		select {
 		case <-c.drained:
@@ -293,8 +295,23 @@ func (c *conn) awaitDrain() bool {
 	case <-c.ctx.Done():
 		return false
 	case <-t.C:
-		c.drop(fmt.Sprintf("the client did not accept data for %s", c.h.cfg.WriteTimeout))
+		c.dropStalled()
 		return false
+	}
+}
+
+// dropStalled drops a socket whose client stopped taking data.
+func (c *conn) dropStalled() {
+	c.drop(fmt.Sprintf("the client did not accept data for %s", c.h.cfg.WriteTimeout))
+}
+
+// writeRawLoop is writeLoop for a rawWebSocket.
+func (c *conn) writeRawLoop(raw *rawWebSocket) {
+	for {
+		items := c.out.takeOrStop()
+		if items == nil || !c.writeRaw(raw, items) {
+			return
+		}
 	}
 }
 
@@ -350,7 +367,7 @@ func (c *conn) writeRaw(raw *rawWebSocket, items []item) bool {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				c.drop(fmt.Sprintf("the client did not accept data for %s", c.h.cfg.WriteTimeout))
+				c.dropStalled()
 			} else {
 				raw.close()
 			}

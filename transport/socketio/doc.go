@@ -31,11 +31,15 @@
 // to its local sockets in the event's room as emit(event, payload, meta),
 // meta being {room, seq, id, at}. The frame is encoded once per event and
 // shared by every recipient. Each socket has a bounded outbound queue
-// (Config.OutboundQueue frames, Config.OutboundBytes bytes) drained by its
-// own writer goroutine, which waits after each batch until the transport
-// has taken it; a socket whose queue overflows, or whose transport stays
-// busy for Config.WriteTimeout, is disconnected with a "slow client"
-// reason and catches up by replay. No socket ever delays another, and Emit
+// (Config.OutboundQueue frames, Config.OutboundBytes bytes), drained while
+// it has work by a writer loop on a shared pool of goroutines: on a
+// connection that opened on WebSocket the loop writes the queued frames
+// itself, in one write (wsraw.go); on polling, and on a WebSocket upgraded
+// from it, it hands them to the engine and waits until the transport has
+// taken them. A socket whose queue overflows, or that takes nothing for
+// Config.WriteTimeout (half of it to all of it on a WebSocket-opened
+// connection), is disconnected with a "slow client" reason and catches up
+// by replay. No socket ever delays another, and Emit
 // never blocks.
 //
 // subscribe with after replays the room's events after that seq through the

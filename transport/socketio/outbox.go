@@ -66,8 +66,9 @@ func newOutbox(maxItems, maxBytes int) *outbox {
 	return &outbox{maxItems: maxItems, maxBytes: maxBytes}
 }
 
-// setWriter installs start, which starts a writer goroutine (or, if it
-// cannot, closes the socket), and starts one at once if items wait. The
+// setWriter installs start, which runs a writer loop on the Hub's writer
+// pool (or, if it cannot, closes the socket), and starts one at once if
+// items wait. The
 // writer must loop on takeOrStop until it returns nil.
 func (o *outbox) setWriter(start func()) {
 	o.mu.Lock()
