@@ -291,9 +291,10 @@ type batchSender interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// handoffLimit caps the events one group commit reads back for the
-// in-process hand-off (its own rows plus those the fan-out has not yet
-// emitted); a commit that finds more leaves them to the tail.
+// handoffLimit caps the rows of older transactions that the fan-out has
+// not yet emitted and one group commit reads back for the in-process
+// hand-off (its own rows come from memory); a commit that finds as many
+// leaves the stretch to the tail.
 const handoffLimit = 4000
 
 // appended is what appendInTx wrote beyond the per-submission results.
@@ -530,7 +531,8 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 		}
 	}
 
-	// 4. One round trip: rows, heads, keys, replay lookups, notify.
+	// 4. One round trip: rows, heads, keys, replay lookups, the hand-off
+	// read, and (AppendTx) the NOTIFY or (group commit) the COMMIT.
 	var out appended
 	handoff := false
 	if ownTx && len(evIDs) > 0 && s.cfg.Handoff != nil && s.cfg.HandoffAfter != nil {
@@ -588,11 +590,12 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 			ORDER BY e.txid, e.id
 			LIMIT $3`, strconv.FormatUint(out.handoffAfter.Txid, 10), out.handoffAfter.ID, handoffLimit)
 	}
-	// The caller's transaction (AppendTx) notifies at its commit; the
-	// group commit notifies after it, outside the transaction (notify.go).
+	// The caller's transaction (AppendTx, which never hands off) notifies
+	// at its commit; the group commit notifies after it, outside the
+	// transaction (notify.go).
 	notify := len(evIDs) > 0 && !ownTx
 	if notify {
-		b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(handoff))
+		b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(false))
 	}
 	out.notify = ownTx && len(evIDs) > 0
 	if ownTx {

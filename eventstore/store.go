@@ -13,8 +13,11 @@ import (
 	"github.com/roomlog/roomlog/domain"
 )
 
-// NotifyChannel is the LISTEN/NOTIFY channel every committed append batch
-// notifies. The notification is only a wake-up hint; the log is the truth.
+// NotifyChannel is the LISTEN/NOTIFY channel on which committed appends
+// are announced: an AppendTx transaction notifies at its commit, the group
+// commits after theirs, coalesced, from a notifier of their own (a failed
+// NOTIFY is only logged). The notification is only a wake-up hint; the
+// log is the truth, and tails also poll.
 const NotifyChannel = "roomlog_events"
 
 // Config tunes a Store. Its zero value means "use the defaults".
@@ -53,7 +56,10 @@ type Config struct {
 	Handoff func(ctx context.Context, after domain.Position, events []domain.Delivery)
 	// HandoffMissed, if set, is called after a group commit whose events
 	// the hand-off could not take (an older writer was still running):
-	// the consumer must read them from the tail now. Its NOTIFY says
+	// the consumer must read them from the tail now. If other group
+	// commits of this Store were in flight, it is called once they have
+	// ended, from another goroutine, possibly while a later Handoff runs
+	// (writer.go, handoffMissed). Its NOTIFY says
 	// "handed off" (Notice.HandedOff) either way, so that a listener need
 	// not wake the consumer for every commit of its own process.
 	HandoffMissed func()

@@ -88,8 +88,12 @@ func (s *Store) process(ctx context.Context, batch []*submission) {
 func (s *Store) commit(ctx context.Context, subs []*submission) error {
 	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
 	defer cancel()
-	done := s.beginFlight()
-	defer s.endFlight(done)
+	var done chan struct{}
+	if s.cfg.HandoffMissed != nil {
+		// Only handoffMissed looks at the commits in flight.
+		done = s.beginFlight()
+		defer s.endFlight(done)
+	}
 	start := time.Now()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {

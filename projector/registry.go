@@ -185,25 +185,21 @@ func (r *Registry) startRunner(ctx context.Context, p Projection) (*Runner, erro
 // DefaultCoalesce is RegistryConfig.Coalesce's default.
 const DefaultCoalesce = 20 * time.Millisecond
 
-func (r *Registry) coalesce() time.Duration {
-	switch c := r.cfg.Coalesce; {
-	case c < 0:
-		return 0
-	case c == 0:
-		return DefaultCoalesce
-	default:
-		return c
-	}
-}
+func (r *Registry) coalesce() time.Duration { return orDefault(r.cfg.Coalesce, DefaultCoalesce) }
 
 func (r *Registry) idleCheckpoint() time.Duration {
-	switch c := r.cfg.IdleCheckpoint; {
-	case c < 0:
+	return orDefault(r.cfg.IdleCheckpoint, DefaultIdleCheckpoint)
+}
+
+// orDefault returns d, or def if d is zero, or 0 (off) if d is negative.
+func orDefault(d, def time.Duration) time.Duration {
+	switch {
+	case d < 0:
 		return 0
-	case c == 0:
-		return DefaultIdleCheckpoint
+	case d == 0:
+		return def
 	default:
-		return c
+		return d
 	}
 }
 

@@ -171,11 +171,11 @@ type Runner struct {
 	wake   chan struct{}
 
 	// Idle skipping (Config.IdleCheckpoint), used by the loop only:
-	// deferred is the last batch skipped since the handler last saw one
-	// (nil if none), handledAt when the handler last saw one.
-	deferred     []domain.Delivery
-	deferredNext domain.Position
-	handledAt    time.Time
+	// deferred is the last delivery of the batches skipped since the
+	// handler last saw one (nil if none), and its position the checkpoint
+	// they owe; handledAt is when the handler last saw one.
+	deferred  []domain.Delivery
+	handledAt time.Time
 
 	mu      sync.Mutex
 	pos     domain.Position
@@ -382,7 +382,7 @@ func (r *Runner) step(ctx context.Context) (int, error) {
 	if len(batch) == 0 {
 		if r.deferred != nil && time.Since(r.handledAt) >= r.cfg.IdleCheckpoint {
 			// Nothing new: save the checkpoint the skipped batches owe.
-			return 0, r.handle(ctx, r.deferred, r.deferredNext)
+			return 0, r.handle(ctx, r.deferred, r.deferred[0].Position)
 		}
 		return 0, nil
 	}
@@ -390,7 +390,7 @@ func (r *Runner) step(ctx context.Context) (int, error) {
 	if ih, ok := r.cfg.Handler.(IdleHandler); ok && r.cfg.IdleCheckpoint > 0 &&
 		time.Since(r.handledAt) < r.cfg.IdleCheckpoint && ih.Idle(batch) {
 		// The last delivery stands for the batch when the checkpoint is due.
-		r.deferred, r.deferredNext = batch[len(batch)-1:], next
+		r.deferred = batch[len(batch)-1:]
 	} else if err := r.handle(ctx, batch, next); err != nil {
 		return 0, err
 	}

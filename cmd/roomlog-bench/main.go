@@ -37,7 +37,7 @@
 //	    [-hot-subs 1000] [-hot-rates 10,100] [-c-rooms 100] [-c-subs 10] [-c-start 100]
 //	    [-c-max 20000] [-c-factor 2] [-c-bisect 3] [-c-p99 100ms] [-c-duration 3s]
 //	    [-catchup 10000] [-catchup-page 10000] [-catchup-reps 5] [-idle-conns 10000] [-idle-gc=true] [-idle-profile DIR]
-//	    [-storm-clients 5000] [-storm-rooms 100] [-storm-events 1000] [-targets roomlog,node,async]
+//	    [-storm-clients 5000] [-storm-rooms 100] [-storm-events 1000] [-targets roomlog,node,async,tail]
 //	    [-only abcdef] [-repeat 1]
 //	roomlog-bench all
 //

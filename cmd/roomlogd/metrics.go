@@ -168,8 +168,9 @@ func typeLabel(t string) string {
 // events by type and catch-up reads. Everything else passes through.
 type meteredStore struct {
 	*eventstore.Store
-	// recent, if not nil, answers catch-up reads from memory when it can.
-	recent *projector.Recent
+	// rooms answers catch-up reads: projector.Recent (from memory when it
+	// can) or the Store itself.
+	rooms pageReader
 	// members answers catch-up's membership checks (see MemberRooms).
 	members projector.MembershipView
 	m       *metrics
@@ -197,15 +198,14 @@ func (s meteredStore) AppendBatch(ctx context.Context, reqs []eventstore.AppendR
 	return res, err
 }
 
+// pageReader is the catch-up read of httpapi.RoomReader.
+type pageReader interface {
+	ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int, opts *eventstore.ReadOptions) ([]eventstore.Page, error)
+}
+
 // ReadRooms implements httpapi.RoomReader.
 func (s meteredStore) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, limit int, opts *eventstore.ReadOptions) ([]eventstore.Page, error) {
-	var pages []eventstore.Page
-	var err error
-	if s.recent != nil {
-		pages, err = s.recent.ReadRooms(ctx, cursors, limit, opts)
-	} else {
-		pages, err = s.Store.ReadRooms(ctx, cursors, limit, opts)
-	}
+	pages, err := s.rooms.ReadRooms(ctx, cursors, limit, opts)
 	if err == nil {
 		n := 0
 		for _, p := range pages {
@@ -241,7 +241,7 @@ func newHubCollector(stats func() socketio.Stats) *hubCollector {
 		replays:     d("replays_total", "subscribe requests with after (replay, then live)."),
 		rereads:     d("replay_rereads_total", "Replays that held too many live events and re-read them from the log."),
 		recoveries: d("recoveries_total",
-			"Connection-state recoveries by result: recovered, or not_recoverable (no or expired session, bad offset, database error, abandoned).", "result"),
+			"Connection-state recoveries by result: recovered (the session was found and its replay started), not_recoverable (no or expired session, bad offset, database error, or a replay that failed after it started, which then counts in both).", "result"),
 	}
 }
 

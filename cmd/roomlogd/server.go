@@ -157,8 +157,10 @@ func (m *Main) Run(ctx context.Context) error {
 		storeCfg.AsyncCommit = true
 	}
 	m.store = eventstore.New(m.pool, log, storeCfg)
+	var catchUp pageReader = m.store
 	if recent != nil {
 		recent.Log = m.store
+		catchUp = recent
 	}
 	if fsync, _, err := m.store.DurabilitySettings(ctx); err != nil {
 		return err
@@ -260,7 +262,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	api, err := httpapi.NewServer(httpapi.Params{
-		Store:      meteredStore{Store: m.store, recent: recent, members: members, m: met},
+		Store:      meteredStore{Store: m.store, rooms: catchUp, members: members, m: met},
 		Users:      users,
 		Producers:  producers,
 		Presence:   m.store,
