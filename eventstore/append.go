@@ -153,7 +153,7 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, reqs []AppendRequest) (
 	if assigned {
 		return nil, domain.Errorf(domain.CodeInvalid, "AppendTx must be the first write of its transaction")
 	}
-	res, subErrs, _, err := s.appendInTx(ctx, tx, []*submission{sub}, false)
+	res, subErrs, _, err := s.appendInTx(ctx, tx, []*submission{sub}, false, false)
 	if err != nil {
 		return nil, err
 	}
@@ -297,6 +297,18 @@ type batchSender interface {
 // leaves the stretch to the tail.
 const handoffLimit = 4000
 
+// headsMovedCode is the SQLSTATE roomlog_advance_heads raises when a room
+// head is not where a one-round-trip append built on (heads.go).
+const headsMovedCode = "RLH01"
+
+// uniqueViolation is PostgreSQL's SQLSTATE unique_violation.
+const uniqueViolation = "23505"
+
+// errStaleHeads reports that a one-round-trip append aborted, with nothing
+// written, because it built on heads that had moved (or on an idempotency
+// key it did not know): the caller appends again, reading the heads first.
+var errStaleHeads = errors.New("append: remembered heads or keys were stale")
+
 // appended is what appendInTx wrote beyond the per-submission results.
 type appended struct {
 	// handoff is every event after handoffAfter up to and including this
@@ -310,165 +322,108 @@ type appended struct {
 	// notify says the caller must NOTIFY after the commit (the group
 	// commit's own transaction wrote events; see notify.go).
 	notify bool
+	// roundTrips counts the transaction's round trips to PostgreSQL.
+	roundTrips int
 }
 
-// appendInTx writes subs in tx. It returns per-submission results and
-// errors (a submission with an idempotency conflict is skipped, the others
-// proceed) or a fatal error, after which tx must be rolled back.
-//
-// With ownTx, q is a connection outside any transaction: the first
-// pipeline opens the transaction (BEGIN) and the last one commits it
-// (COMMIT), so a group commit costs two round trips in all. A nil error
-// then means the transaction committed durably.
-func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submission, ownTx bool) ([][]AppendResult, []error, appended, error) {
-	// 1. Collect the locks: every room and every idempotency key, sorted so
-	// that concurrent writers always lock in the same order.
-	var keys []int64
+// lockSet is what a transaction locks and looks up: its advisory lock
+// keys and rooms, both sorted, and its idempotency keys.
+type lockSet struct {
+	keys  []int64
+	rooms []string
+	idem  map[idemKey]bool
+}
+
+// collectLocks returns every room and idempotency key of subs, sorted so
+// that concurrent writers always lock in the same order.
+func collectLocks(subs []*submission) lockSet {
+	var ls lockSet
 	rooms := map[domain.Room]bool{}
-	idem := map[idemKey]bool{}
+	ls.idem = map[idemKey]bool{}
 	for _, sub := range subs {
 		for _, p := range sub.reqs {
 			for _, r := range p.req.Rooms {
 				if !rooms[r] {
 					rooms[r] = true
-					keys = append(keys, lockKey("room", string(r)))
+					ls.keys = append(ls.keys, lockKey("room", string(r)))
 				}
 			}
 			if p.req.IdempotencyKey != "" {
 				k := idemKey{p.req.Producer, p.req.IdempotencyKey}
-				if !idem[k] {
-					idem[k] = true
-					keys = append(keys, lockKey("idem", k.producer+"\x00"+k.key))
+				if !ls.idem[k] {
+					ls.idem[k] = true
+					ls.keys = append(ls.keys, lockKey("idem", k.producer+"\x00"+k.key))
 				}
 			}
 		}
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
-	roomList := make([]string, 0, len(rooms))
+	slices.Sort(ls.keys)
+	ls.keys = slices.Compact(ls.keys)
+	ls.rooms = make([]string, 0, len(rooms))
 	for r := range rooms {
-		roomList = append(roomList, string(r))
+		ls.rooms = append(ls.rooms, string(r))
 	}
-	slices.Sort(roomList)
+	slices.Sort(ls.rooms)
+	return ls
+}
 
-	// 2. One round trip: lock, then read heads and known keys. The reads
-	// run after the locks in the same pipeline, each with a fresh snapshot
-	// (read committed), so they see every earlier writer's commit.
-	b := &pgx.Batch{}
-	if ownTx {
-		b.Queue("BEGIN")
-		if s.cfg.AsyncCommit {
-			b.Queue("SET LOCAL synchronous_commit = off")
-		} else {
-			b.Queue("SET LOCAL synchronous_commit = on")
-		}
-	}
-	b.Queue("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k", keys)
-	b.Queue("SELECT room, seq, hash FROM room_heads WHERE room = ANY($1::text[])", roomList)
-	var idemProducers, idemKeys []string
-	for k := range idem {
-		idemProducers = append(idemProducers, k.producer)
-		idemKeys = append(idemKeys, k.key)
-	}
-	if len(idem) > 0 {
-		b.Queue(`SELECT k.producer, k.key, k.content_hash, k.event_id::text
-			FROM idempotency_keys k
-			JOIN unnest($1::text[], $2::text[]) AS u(producer, key) ON k.producer = u.producer AND k.key = u.key`,
-			idemProducers, idemKeys)
-	}
-	br := q.SendBatch(ctx, b)
-	if ownTx {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return nil, nil, appended{}, classify("append: begin", err)
-		}
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return nil, nil, appended{}, classify("append: set synchronous_commit", err)
-		}
-	}
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return nil, nil, appended{}, classify("append: lock rooms", err)
-	}
-	heads := make(map[domain.Room]head, len(rooms))
-	rows, err := br.Query()
-	if err != nil {
-		br.Close()
-		return nil, nil, appended{}, classify("append: read heads", err)
-	}
-	for rows.Next() {
-		var room string
-		var h head
-		if err := rows.Scan(&room, &h.seq, &h.hash); err != nil {
-			rows.Close()
-			br.Close()
-			return nil, nil, appended{}, classify("append: scan head", err)
-		}
-		heads[domain.Room(room)] = h
-	}
-	if err := rows.Err(); err != nil {
-		br.Close()
-		return nil, nil, appended{}, classify("append: read heads", err)
-	}
-	known := map[idemKey]idemHit{}
-	if len(idem) > 0 {
-		rows, err := br.Query()
-		if err != nil {
-			br.Close()
-			return nil, nil, appended{}, classify("append: read idempotency keys", err)
-		}
-		for rows.Next() {
-			var k idemKey
-			var hit idemHit
-			if err := rows.Scan(&k.producer, &k.key, &hit.contentHash, &hit.eventID); err != nil {
-				rows.Close()
-				br.Close()
-				return nil, nil, appended{}, classify("append: scan idempotency key", err)
-			}
-			known[k] = hit
-		}
-		if err := rows.Err(); err != nil {
-			br.Close()
-			return nil, nil, appended{}, classify("append: read idempotency keys", err)
-		}
-	}
-	if err := br.Close(); err != nil {
-		return nil, nil, appended{}, classify("append: lock and read", err)
-	}
+// newRows are the rows a transaction inserts into events, one entry per
+// event and room, in insert order.
+type newRows struct {
+	ids, rooms, types, payloads, producers []string
+	seqs                                   []int64
+	prev, hash, payloadBytes               [][]byte
+	at                                     time.Time
+}
 
-	// 3. Decide each submission: replays, conflicts, new rows.
-	type slot struct {
-		sub, req int
-		replayOf string // event id of the original, for replays
+// replaySlot is a request that repeats an idempotency key: it gets the
+// original's result.
+type replaySlot struct {
+	sub, req int
+	replayOf string // event id of the original
+}
+
+// plan is what a transaction writes, decided from the heads and known
+// idempotency keys it found.
+type plan struct {
+	results [][]AppendResult
+	subErrs []error
+	rows    newRows
+	// heads are the rooms' heads after rows (rooms without rows keep what
+	// was found).
+	heads map[domain.Room]head
+	// new idempotency keys
+	keyProducers, keyKeys, keyEvents []string
+	keyHashes                        [][]byte
+	replays                          []replaySlot
+	// replayIDs are the originals to read back (earlier transactions').
+	replayIDs []string
+}
+
+// decide decides each submission: replays, conflicts, new rows. heads
+// (updated in place) and known are what the transaction found; now stamps
+// the rows.
+func decide(subs []*submission, heads map[domain.Room]head, known map[idemKey]idemHit, now time.Time) plan {
+	p := plan{results: make([][]AppendResult, len(subs)), subErrs: make([]error, len(subs)), heads: heads}
+	p.rows.at = now
+	if known == nil {
+		known = map[idemKey]idemHit{}
 	}
-	results := make([][]AppendResult, len(subs))
-	subErrs := make([]error, len(subs))
-	now := s.now()
-	var (
-		evIDs, evRooms, evTypes, evPayloads, evProducers []string
-		evSeqs                                           []int64
-		evPrev, evHash, evPayloadBytes                   [][]byte
-		newKeyProducers, newKeyKeys, newKeyEvents        []string
-		newKeyHashes                                     [][]byte
-		replays                                          []slot
-		replayIDs                                        []string
-	)
 	for si, sub := range subs {
 		// Tentative state for this submission; merged only if accepted.
 		local := map[idemKey]idemHit{}
 		var conflict error
-		for ri, p := range sub.reqs {
-			if p.req.IdempotencyKey == "" {
+		for ri, pr := range sub.reqs {
+			if pr.req.IdempotencyKey == "" {
 				continue
 			}
-			k := idemKey{p.req.Producer, p.req.IdempotencyKey}
+			k := idemKey{pr.req.Producer, pr.req.IdempotencyKey}
 			hit, ok := known[k]
 			if !ok {
 				hit, ok = local[k]
 			}
 			if ok {
-				if !bytes.Equal(hit.contentHash, p.contentHash) {
+				if !bytes.Equal(hit.contentHash, pr.contentHash) {
 					conflict = &domain.Error{Code: domain.CodeConflict, Message: fmt.Sprintf("idempotency key %q was already used with different content", k.key)}
 					if len(sub.reqs) > 1 {
 						conflict = fmt.Errorf("event %d: %w", ri, conflict)
@@ -477,70 +432,230 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 				}
 				continue
 			}
-			local[k] = idemHit{contentHash: p.contentHash, eventID: p.eventID.String()}
+			local[k] = idemHit{contentHash: pr.contentHash, eventID: pr.eventID.String()}
 		}
 		if conflict != nil {
-			subErrs[si] = conflict
+			p.subErrs[si] = conflict
 			continue
 		}
-		results[si] = make([]AppendResult, len(sub.reqs))
-		for ri, p := range sub.reqs {
-			if p.req.IdempotencyKey != "" {
-				k := idemKey{p.req.Producer, p.req.IdempotencyKey}
+		p.results[si] = make([]AppendResult, len(sub.reqs))
+		for ri, pr := range sub.reqs {
+			if pr.req.IdempotencyKey != "" {
+				k := idemKey{pr.req.Producer, pr.req.IdempotencyKey}
 				if hit, ok := known[k]; ok {
-					replays = append(replays, slot{sub: si, req: ri, replayOf: hit.eventID})
-					replayIDs = append(replayIDs, hit.eventID)
+					p.replays = append(p.replays, replaySlot{sub: si, req: ri, replayOf: hit.eventID})
+					p.replayIDs = append(p.replayIDs, hit.eventID)
 					continue
 				}
-				if hit := local[k]; hit.eventID != p.eventID.String() {
+				if hit := local[k]; hit.eventID != pr.eventID.String() {
 					// A duplicate of an earlier request in this
 					// submission: same result, nothing new written.
-					replays = append(replays, slot{sub: si, req: ri, replayOf: hit.eventID})
+					p.replays = append(p.replays, replaySlot{sub: si, req: ri, replayOf: hit.eventID})
 					continue
 				}
-				newKeyProducers = append(newKeyProducers, k.producer)
-				newKeyKeys = append(newKeyKeys, k.key)
-				newKeyEvents = append(newKeyEvents, p.eventID.String())
-				newKeyHashes = append(newKeyHashes, p.contentHash)
+				p.keyProducers = append(p.keyProducers, k.producer)
+				p.keyKeys = append(p.keyKeys, k.key)
+				p.keyEvents = append(p.keyEvents, pr.eventID.String())
+				p.keyHashes = append(p.keyHashes, pr.contentHash)
 			}
-			res := AppendResult{EventID: p.eventID.String(), At: now, Deliveries: make([]RoomSeq, len(p.req.Rooms))}
-			for i, room := range p.req.Rooms {
+			res := AppendResult{EventID: pr.eventID.String(), At: now, Deliveries: make([]RoomSeq, len(pr.req.Rooms))}
+			for i, room := range pr.req.Rooms {
 				h := heads[room]
 				prev := h.hash
 				if h.seq == 0 {
 					prev = genesisHash
 				}
 				seq := h.seq + 1
-				sum := rowHash(prev, seq, p.eventID, string(room), p.req.Type, p.req.Producer, now, p.payload)
+				sum := rowHash(prev, seq, pr.eventID, string(room), pr.req.Type, pr.req.Producer, now, pr.payload)
 				heads[room] = head{seq: seq, hash: sum}
-				evIDs = append(evIDs, p.eventID.String())
-				evRooms = append(evRooms, string(room))
-				evSeqs = append(evSeqs, seq)
-				evTypes = append(evTypes, p.req.Type)
-				evPayloads = append(evPayloads, string(p.payload))
-				evPayloadBytes = append(evPayloadBytes, p.payload)
-				evProducers = append(evProducers, p.req.Producer)
-				evPrev = append(evPrev, prev)
-				evHash = append(evHash, sum)
+				r := &p.rows
+				r.ids = append(r.ids, pr.eventID.String())
+				r.rooms = append(r.rooms, string(room))
+				r.seqs = append(r.seqs, seq)
+				r.types = append(r.types, pr.req.Type)
+				r.payloads = append(r.payloads, string(pr.payload))
+				r.payloadBytes = append(r.payloadBytes, pr.payload)
+				r.producers = append(r.producers, pr.req.Producer)
+				r.prev = append(r.prev, prev)
+				r.hash = append(r.hash, sum)
 				res.Deliveries[i] = RoomSeq{Room: room, Seq: seq}
 			}
-			results[si][ri] = res
+			p.results[si][ri] = res
 		}
 		for k, v := range local {
 			known[k] = v
 		}
 	}
+	return p
+}
 
-	// 4. One round trip: rows, heads, keys, replay lookups, the hand-off
-	// read, and (AppendTx) the NOTIFY or (group commit) the COMMIT.
+// lockAndRead takes the locks of ls in q's transaction, opening it first
+// (BEGIN) with ownTx, and reads the rooms' heads and the known idempotency
+// keys: one round trip. The reads run after the locks in the same
+// pipeline, each with a fresh snapshot (read committed), so they see every
+// earlier writer's commit.
+func (s *Store) lockAndRead(ctx context.Context, q batchSender, ls lockSet, ownTx bool) (map[domain.Room]head, map[idemKey]idemHit, error) {
+	b := &pgx.Batch{}
+	if ownTx {
+		s.queueBegin(b)
+	}
+	b.Queue("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k", ls.keys)
+	b.Queue("SELECT room, seq, hash FROM room_heads WHERE room = ANY($1::text[])", ls.rooms)
+	var idemProducers, idemKeys []string
+	for k := range ls.idem {
+		idemProducers = append(idemProducers, k.producer)
+		idemKeys = append(idemKeys, k.key)
+	}
+	if len(ls.idem) > 0 {
+		b.Queue(`SELECT k.producer, k.key, k.content_hash, k.event_id::text
+			FROM idempotency_keys k
+			JOIN unnest($1::text[], $2::text[]) AS u(producer, key) ON k.producer = u.producer AND k.key = u.key`,
+			idemProducers, idemKeys)
+	}
+	br := q.SendBatch(ctx, b)
+	defer br.Close()
+	if ownTx {
+		if err := execBegin(br); err != nil {
+			return nil, nil, err
+		}
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, nil, classify("append: lock rooms", err)
+	}
+	heads := make(map[domain.Room]head, len(ls.rooms))
+	var (
+		room string
+		h    head
+	)
+	// Query's error is also its rows' error, which ForEachRow returns.
+	rows, _ := br.Query()
+	if _, err := pgx.ForEachRow(rows, []any{&room, &h.seq, &h.hash}, func() error {
+		heads[domain.Room(room)] = h // Scan copies a bytea
+		return nil
+	}); err != nil {
+		return nil, nil, classify("append: read heads", err)
+	}
+	known := map[idemKey]idemHit{}
+	if len(ls.idem) > 0 {
+		var (
+			k   idemKey
+			hit idemHit
+		)
+		rows, _ := br.Query()
+		if _, err := pgx.ForEachRow(rows, []any{&k.producer, &k.key, &hit.contentHash, &hit.eventID}, func() error {
+			known[k] = hit
+			return nil
+		}); err != nil {
+			return nil, nil, classify("append: read idempotency keys", err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, classify("append: lock and read", err)
+	}
+	return heads, known, nil
+}
+
+// queueBegin queues the statements that open a group commit's transaction.
+func (s *Store) queueBegin(b *pgx.Batch) {
+	b.Queue("BEGIN")
+	if s.cfg.AsyncCommit {
+		b.Queue("SET LOCAL synchronous_commit = off")
+	} else {
+		b.Queue("SET LOCAL synchronous_commit = on")
+	}
+}
+
+// execBegin reads the results of queueBegin's statements.
+func execBegin(br pgx.BatchResults) error {
+	if _, err := br.Exec(); err != nil {
+		return classify("append: begin", err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return classify("append: set synchronous_commit", err)
+	}
+	return nil
+}
+
+// appendInTx writes subs in a transaction. It returns per-submission
+// results and errors (a submission with an idempotency conflict is
+// skipped, the others proceed) or a fatal error, after which the
+// transaction must be rolled back.
+//
+// Without ownTx, q is the caller's transaction (AppendTx). With ownTx, q
+// is a connection outside any transaction, and appendInTx opens the
+// transaction (BEGIN) and commits it (COMMIT); a nil error then means the
+// transaction committed durably. It costs two round trips (lock and read,
+// then write and commit), or one when the store remembers every room's
+// head (heads.go) and fast is set; such a one-round-trip attempt returns
+// an error wrapping errStaleHeads, with nothing written, when what it
+// remembered was stale.
+func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submission, ownTx, fast bool) ([][]AppendResult, []error, appended, error) {
+	ls := collectLocks(subs)
+	now := s.now()
+	var (
+		p        plan
+		oldHeads map[domain.Room]head
+	)
+	fast = fast && ownTx && s.heads != nil
+	if fast {
+		p, oldHeads, fast = s.heads.plan(ls.rooms, func(heads map[domain.Room]head) plan { return decide(subs, heads, nil, now) })
+	}
+	if !fast {
+		heads, known, err := s.lockAndRead(ctx, q, ls, ownTx)
+		if err != nil {
+			return nil, nil, appended{}, err
+		}
+		p = decide(subs, heads, known, now)
+	}
+	res, out, err := s.write(ctx, q, subs, ls, p, oldHeads, ownTx, fast)
+	out.roundTrips = 1
+	if !fast {
+		out.roundTrips = 2
+	}
+	switch {
+	case err == nil && ownTx && s.heads != nil && !fast:
+		s.heads.learn(p.heads)
+	case err != nil && fast:
+		s.heads.forget(ls.rooms)
+	}
+	if err != nil {
+		return nil, nil, appended{}, err
+	}
+	return res, p.subErrs, out, nil
+}
+
+// write sends p's writes in one round trip: rows, heads, keys, replay
+// lookups, the hand-off read, and (AppendTx) the NOTIFY or (group commit)
+// the COMMIT. With fast, the transaction's BEGIN and locks go first and
+// roomlog_advance_heads checks oldHeads (see appendInTx).
+func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls lockSet, p plan, oldHeads map[domain.Room]head, ownTx, fast bool) ([][]AppendResult, appended, error) {
+	rows := &p.rows
 	var out appended
 	handoff := false
-	if ownTx && len(evIDs) > 0 && s.cfg.Handoff != nil && s.cfg.HandoffAfter != nil {
+	if ownTx && len(rows.ids) > 0 && s.cfg.Handoff != nil && s.cfg.HandoffAfter != nil {
 		out.handoffAfter, handoff = s.cfg.HandoffAfter()
 		out.handoffTried = handoff
 	}
-	b = &pgx.Batch{}
-	if len(evIDs) > 0 {
+	b := &pgx.Batch{}
+	if fast {
+		s.queueBegin(b)
+		b.Queue("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k", ls.keys)
+	}
+	// The rooms that get rows, with their heads before and after.
+	var hr []string
+	var hs, hos []int64
+	var hh, hoh [][]byte
+	for _, r := range ls.rooms {
+		h := p.heads[domain.Room(r)]
+		if o := oldHeads[domain.Room(r)]; h.seq > 0 && (!fast || h.seq != o.seq) {
+			hr, hs, hh = append(hr, r), append(hs, h.seq), append(hh, h.hash)
+			hos, hoh = append(hos, o.seq), append(hoh, o.hash)
+		}
+	}
+	if fast && len(hr) > 0 {
+		b.Queue("SELECT roomlog_advance_heads($1, $2, $3, $4, $5)", hr, hos, hoh, hs, hh)
+	}
+	if len(rows.ids) > 0 {
 		insert := `INSERT INTO events (event_id, room, seq, type, payload, producer, created_at, prev_hash, hash)
 			SELECT e::uuid, r, s, t, p::json, pr, $7, ph, h
 			FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $8::bytea[], $9::bytea[])
@@ -550,29 +665,23 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 			// the row is in memory.
 			insert += ` RETURNING room, seq, id, txid`
 		}
-		b.Queue(insert, evIDs, evRooms, evSeqs, evTypes, evPayloads, evProducers, now, evPrev, evHash)
-		var hr []string
-		var hs []int64
-		var hh [][]byte
-		for _, r := range roomList {
-			if h, ok := heads[domain.Room(r)]; ok && h.seq > 0 {
-				hr = append(hr, r)
-				hs = append(hs, h.seq)
-				hh = append(hh, h.hash)
-			}
+		b.Queue(insert, rows.ids, rows.rooms, rows.seqs, rows.types, rows.payloads, rows.producers, rows.at, rows.prev, rows.hash)
+		if !fast {
+			b.Queue(`INSERT INTO room_heads (room, seq, hash)
+				SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
+				ON CONFLICT (room) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, updated_at = now()`,
+				hr, hs, hh)
 		}
-		b.Queue(`INSERT INTO room_heads (room, seq, hash)
-			SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
-			ON CONFLICT (room) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, updated_at = now()`,
-			hr, hs, hh)
 	}
-	if len(newKeyKeys) > 0 {
+	if len(p.keyKeys) > 0 {
+		// With fast, a key already stored breaks the primary key: the
+		// append is retried the two-round-trip way, which finds it.
 		b.Queue(`INSERT INTO idempotency_keys (producer, key, event_id, content_hash)
 			SELECT p, k, e::uuid, h FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS u(p, k, e, h)`,
-			newKeyProducers, newKeyKeys, newKeyEvents, newKeyHashes)
+			p.keyProducers, p.keyKeys, p.keyEvents, p.keyHashes)
 	}
-	if len(replayIDs) > 0 {
-		b.Queue(`SELECT event_id::text, room, seq, created_at FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY id`, replayIDs)
+	if len(p.replayIDs) > 0 {
+		b.Queue(`SELECT event_id::text, room, seq, created_at FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY id`, p.replayIDs)
 	}
 	// The hand-off read: if no transaction that could still write events is
 	// older than this one (oldestWriterSQL; see horizon.go), every event
@@ -593,93 +702,76 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 	// The caller's transaction (AppendTx, which never hands off) notifies
 	// at its commit; the group commit notifies after it, outside the
 	// transaction (notify.go).
-	notify := len(evIDs) > 0 && !ownTx
+	notify := len(rows.ids) > 0 && !ownTx
 	if notify {
 		b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(false))
 	}
-	out.notify = ownTx && len(evIDs) > 0
+	out.notify = ownTx && len(rows.ids) > 0
 	if ownTx {
 		b.Queue("COMMIT")
 	}
 	if b.Len() == 0 {
-		return results, subErrs, out, nil
+		return p.results, out, nil
 	}
-	br = q.SendBatch(ctx, b)
+	br := q.SendBatch(ctx, b)
 	defer br.Close()
+	// Every statement before COMMIT: with fast, a rejected head check or
+	// a stored idempotency key means the remembered state was stale.
+	check := func(err error) error {
+		var pgErr *pgconn.PgError
+		if fast && errors.As(err, &pgErr) && (pgErr.Code == headsMovedCode || pgErr.Code == uniqueViolation) {
+			return fmt.Errorf("%w: %w", errStaleHeads, err)
+		}
+		return err
+	}
+	if fast {
+		if err := execBegin(br); err != nil {
+			return nil, appended{}, err
+		}
+		if _, err := br.Exec(); err != nil {
+			return nil, appended{}, classify("append: lock rooms", err)
+		}
+		if len(hr) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return nil, appended{}, check(classify("append: advance heads", err))
+			}
+		}
+	}
 	var own []domain.Delivery
-	if len(evIDs) > 0 && handoff {
+	if len(rows.ids) > 0 && handoff {
 		var err error
-		if own, err = ownDeliveries(br, evIDs, evRooms, evSeqs, evTypes, evPayloadBytes, evProducers, now); err != nil {
-			return nil, nil, appended{}, err
+		if own, err = ownDeliveries(br, rows); err != nil {
+			return nil, appended{}, check(err)
 		}
-	} else if len(evIDs) > 0 {
+	} else if len(rows.ids) > 0 {
 		if _, err := br.Exec(); err != nil {
-			return nil, nil, appended{}, classify("append: insert events", err)
+			return nil, appended{}, check(classify("append: insert events", err))
 		}
 	}
-	if len(evIDs) > 0 {
+	if len(rows.ids) > 0 && !fast {
 		if _, err := br.Exec(); err != nil {
-			return nil, nil, appended{}, classify("append: update heads", err)
+			return nil, appended{}, classify("append: update heads", err)
 		}
 	}
-	if len(newKeyKeys) > 0 {
+	if len(p.keyKeys) > 0 {
 		if _, err := br.Exec(); err != nil {
-			return nil, nil, appended{}, classify("append: insert idempotency keys", err)
+			return nil, appended{}, check(classify("append: insert idempotency keys", err))
 		}
 	}
-	if len(replayIDs) > 0 {
-		rows, err := br.Query()
-		if err != nil {
-			return nil, nil, appended{}, classify("append: read replayed events", err)
-		}
-		type orig struct {
-			at    time.Time
-			rooms map[domain.Room]int64
-		}
-		origs := map[string]*orig{}
-		for rows.Next() {
-			var id, room string
-			var seq int64
-			var at time.Time
-			if err := rows.Scan(&id, &room, &seq, &at); err != nil {
-				rows.Close()
-				return nil, nil, appended{}, classify("append: scan replayed event", err)
-			}
-			o := origs[id]
-			if o == nil {
-				o = &orig{at: at, rooms: map[domain.Room]int64{}}
-				origs[id] = o
-			}
-			o.rooms[domain.Room(room)] = seq
-		}
-		if err := rows.Err(); err != nil {
-			return nil, nil, appended{}, classify("append: read replayed events", err)
-		}
-		for _, sl := range replays {
-			p := subs[sl.sub].reqs[sl.req]
-			o := origs[sl.replayOf]
-			if o == nil {
-				continue // a within-batch duplicate; filled below
-			}
-			res := AppendResult{EventID: sl.replayOf, At: o.at.UTC(), Replayed: true, Deliveries: make([]RoomSeq, len(p.req.Rooms))}
-			for i, room := range p.req.Rooms {
-				res.Deliveries[i] = RoomSeq{Room: room, Seq: o.rooms[room]}
-			}
-			results[sl.sub][sl.req] = res
+	if len(p.replayIDs) > 0 {
+		if err := readReplays(br, subs, p); err != nil {
+			return nil, appended{}, err
 		}
 	}
 	if handoff {
 		var oldest bool
 		if err := br.QueryRow().Scan(&oldest); err != nil {
-			return nil, nil, appended{}, classify("append: check writer horizon", err)
+			return nil, appended{}, classify("append: check writer horizon", err)
 		}
-		rows, err := br.Query()
-		if err != nil {
-			return nil, nil, appended{}, classify("append: read hand-off", err)
-		}
+		rows, _ := br.Query() // its error is the rows' error too
 		evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Delivery, error) { return scanDelivery(r) })
 		if err != nil {
-			return nil, nil, appended{}, classify("append: read hand-off", err)
+			return nil, appended{}, classify("append: read hand-off", err)
 		}
 		// As many rows as the limit: the stretch may go on; the tail
 		// delivers.
@@ -689,7 +781,7 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 	}
 	if notify {
 		if _, err := br.Exec(); err != nil {
-			return nil, nil, appended{}, classify("append: notify", err)
+			return nil, appended{}, classify("append: notify", err)
 		}
 	}
 	if ownTx {
@@ -699,73 +791,119 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 			// never success. Retrying with the same idempotency key is safe.
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) {
-				return nil, nil, appended{}, classify("append: commit", err)
+				return nil, appended{}, classify("append: commit", err)
 			}
-			return nil, nil, appended{}, unavailable("append: commit", err)
+			return nil, appended{}, unavailable("append: commit", err)
 		}
 	}
 	if err := br.Close(); err != nil {
 		if ownTx {
-			return nil, nil, appended{}, unavailable("append: commit", err)
+			return nil, appended{}, unavailable("append: commit", err)
 		}
-		return nil, nil, appended{}, classify("append: write", err)
+		return nil, appended{}, classify("append: write", err)
 	}
-	// Within-batch duplicates take the result of the request they repeat
-	// (the common batch has none: skip building the index).
-	if len(replays) > len(replayIDs) {
-		byID := map[string]AppendResult{}
-		for _, rs := range results {
-			for _, r := range rs {
-				if r.EventID != "" && !r.Replayed {
-					byID[r.EventID] = r
-				}
+	if err := fillDuplicates(p); err != nil {
+		return nil, appended{}, err
+	}
+	return p.results, out, nil
+}
+
+// readReplays reads the originals of p's replayed requests (the statement
+// write queued) and fills in their results.
+func readReplays(br pgx.BatchResults, subs []*submission, p plan) error {
+	type orig struct {
+		at    time.Time
+		rooms map[domain.Room]int64
+	}
+	origs := map[string]*orig{}
+	var (
+		id, room string
+		seq      int64
+		at       time.Time
+	)
+	rows, _ := br.Query() // its error is the rows' error too
+	if _, err := pgx.ForEachRow(rows, []any{&id, &room, &seq, &at}, func() error {
+		o := origs[id]
+		if o == nil {
+			o = &orig{at: at, rooms: map[domain.Room]int64{}}
+			origs[id] = o
+		}
+		o.rooms[domain.Room(room)] = seq
+		return nil
+	}); err != nil {
+		return classify("append: read replayed events", err)
+	}
+	for _, sl := range p.replays {
+		pr := subs[sl.sub].reqs[sl.req]
+		o := origs[sl.replayOf]
+		if o == nil {
+			continue // a within-batch duplicate; see fillDuplicates
+		}
+		res := AppendResult{EventID: sl.replayOf, At: o.at.UTC(), Replayed: true, Deliveries: make([]RoomSeq, len(pr.req.Rooms))}
+		for i, room := range pr.req.Rooms {
+			res.Deliveries[i] = RoomSeq{Room: room, Seq: o.rooms[room]}
+		}
+		p.results[sl.sub][sl.req] = res
+	}
+	return nil
+}
+
+// fillDuplicates gives each within-batch duplicate the result of the
+// request it repeats (the common batch has none: it skips building the
+// index).
+func fillDuplicates(p plan) error {
+	if len(p.replays) == len(p.replayIDs) {
+		return nil
+	}
+	byID := map[string]AppendResult{}
+	for _, rs := range p.results {
+		for _, r := range rs {
+			if r.EventID != "" && !r.Replayed {
+				byID[r.EventID] = r
 			}
 		}
-		for _, sl := range replays {
-			if results[sl.sub][sl.req].EventID == "" {
-				r, ok := byID[sl.replayOf]
-				if !ok {
-					return nil, nil, appended{}, errors.New("append: idempotent duplicate lost its original")
-				}
-				r.Replayed = true
-				results[sl.sub][sl.req] = r
+	}
+	for _, sl := range p.replays {
+		if p.results[sl.sub][sl.req].EventID == "" {
+			r, ok := byID[sl.replayOf]
+			if !ok {
+				return errors.New("append: idempotent duplicate lost its original")
 			}
+			r.Replayed = true
+			p.results[sl.sub][sl.req] = r
 		}
 	}
-	return results, subErrs, out, nil
+	return nil
 }
 
 // ownDeliveries reads the INSERT … RETURNING room, seq, id, txid result
-// of the rows described by the ev slices (one entry per row) and returns
+// of rows and returns
 // the rows as the log will deliver them, in tail order.
-func ownDeliveries(br pgx.BatchResults, evIDs, evRooms []string, evSeqs []int64, evTypes []string, evPayloads [][]byte, evProducers []string, now time.Time) ([]domain.Delivery, error) {
+func ownDeliveries(br pgx.BatchResults, rows *newRows) ([]domain.Delivery, error) {
 	type key struct {
 		room string
 		seq  int64
 	}
-	at := make(map[key]int, len(evIDs))
-	for i := range evIDs {
-		at[key{evRooms[i], evSeqs[i]}] = i
+	at := make(map[key]int, len(rows.ids))
+	for i := range rows.ids {
+		at[key{rows.rooms[i], rows.seqs[i]}] = i
 	}
-	own := make([]domain.Delivery, len(evIDs))
-	rows, err := br.Query()
-	if err != nil {
-		return nil, classify("append: insert events", err)
-	}
+	own := make([]domain.Delivery, len(rows.ids))
+	res, _ := br.Query() // its error is the rows' error too
 	var (
 		room    string
 		seq, id int64
 		txid    pgtype.Uint64
 		n       int
 	)
-	_, err = pgx.ForEachRow(rows, []any{&room, &seq, &id, &txid}, func() error {
+	_, err := pgx.ForEachRow(res, []any{&room, &seq, &id, &txid}, func() error {
 		i, ok := at[key{room, seq}]
 		if !ok || !txid.Valid || own[i].Room != "" {
 			return fmt.Errorf("append: insert returned an unexpected row (%s, %d)", room, seq)
 		}
 		own[i] = domain.Delivery{
-			Event: domain.Event{ID: evIDs[i], Type: evTypes[i], Payload: evPayloads[i], Producer: evProducers[i], OccurredAt: now},
-			Room:  domain.Room(evRooms[i]), Seq: seq, Position: domain.Position{Txid: txid.Uint64, ID: id},
+			Event: domain.Event{ID: rows.ids[i], Type: rows.types[i], Payload: rows.payloadBytes[i], Producer: rows.producers[i], OccurredAt: rows.at},
+			Room:  domain.Room(rows.rooms[i]), Seq: seq, Position: domain.Position{Txid: txid.Uint64, ID: id},
 		}
 		n++
 		return nil
@@ -773,8 +911,8 @@ func ownDeliveries(br pgx.BatchResults, evIDs, evRooms []string, evSeqs []int64,
 	if err != nil {
 		return nil, classify("append: insert events", err)
 	}
-	if n != len(evIDs) {
-		return nil, fmt.Errorf("append: insert returned %d rows of %d", n, len(evIDs))
+	if n != len(rows.ids) {
+		return nil, fmt.Errorf("append: insert returned %d rows of %d", n, len(rows.ids))
 	}
 	slices.SortFunc(own, func(a, b domain.Delivery) int { return cmp.Compare(a.Position.ID, b.Position.ID) })
 	return own, nil

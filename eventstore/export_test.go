@@ -36,16 +36,52 @@ func (s *Store) ProjectionSetting(ctx context.Context, name, setting string) (st
 	return v, err
 }
 
+// AppendRoundTrips appends reqs as the group-commit writer does and
+// returns the result and the statements of each round trip.
+func (s *Store) AppendRoundTrips(ctx context.Context, reqs []AppendRequest) (AppendResult, [][]string, error) {
+	sub, err := s.newSubmission(ctx, reqs)
+	if err != nil {
+		return AppendResult{}, nil, err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return AppendResult{}, nil, err
+	}
+	rec := &recordingSender{q: conn}
+	res, subErrs, _, err := s.appendOwn(ctx, rec, conn.Conn().PgConn(), []*submission{sub})
+	if err != nil {
+		s.release(ctx, conn)
+		return AppendResult{}, rec.batches, err
+	}
+	conn.Release()
+	if subErrs[0] != nil {
+		return AppendResult{}, rec.batches, subErrs[0]
+	}
+	return res[0][0], rec.batches, nil
+}
+
+// RememberedHead returns the head the store remembers for room.
+func (s *Store) RememberedHead(room domain.Room) (seq int64, ok bool) {
+	s.heads.mu.Lock()
+	defer s.heads.mu.Unlock()
+	h, ok := s.heads.m[room]
+	return h.seq, ok
+}
+
 // recordingSender runs batches on q and records their statements.
 type recordingSender struct {
-	q   batchSender
-	sql []string
+	q       batchSender
+	sql     []string
+	batches [][]string
 }
 
 func (r *recordingSender) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	var batch []string
 	for _, qq := range b.QueuedQueries {
-		r.sql = append(r.sql, qq.SQL)
+		batch = append(batch, qq.SQL)
 	}
+	r.sql = append(r.sql, batch...)
+	r.batches = append(r.batches, batch)
 	return r.q.SendBatch(ctx, b)
 }
 
@@ -60,7 +96,7 @@ func (s *Store) AppendStatements(ctx context.Context, tx pgx.Tx, reqs []AppendRe
 	rec := &recordingSender{}
 	if tx != nil {
 		rec.q = tx
-		_, _, _, err = s.appendInTx(ctx, rec, []*submission{sub}, false)
+		_, _, _, err = s.appendInTx(ctx, rec, []*submission{sub}, false, false)
 		return rec.sql, err
 	}
 	conn, err := s.pool.Acquire(ctx)
@@ -69,6 +105,6 @@ func (s *Store) AppendStatements(ctx context.Context, tx pgx.Tx, reqs []AppendRe
 	}
 	defer conn.Release()
 	rec.q = conn
-	_, _, _, err = s.appendInTx(ctx, rec, []*submission{sub}, true)
+	_, _, _, err = s.appendInTx(ctx, rec, []*submission{sub}, true, false)
 	return rec.sql, err
 }

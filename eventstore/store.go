@@ -20,6 +20,20 @@ import (
 // log is the truth, and tails also poll.
 const NotifyChannel = "roomlog_events"
 
+// CommitStats describes one group commit, for Config.OnCommit.
+type CommitStats struct {
+	// Submissions and Rows are the appends (Append or AppendBatch calls)
+	// and the rows (events × rooms) the commit wrote.
+	Submissions, Rows int
+	// RoundTrips is how many round trips to PostgreSQL the commit took: 1
+	// when the store remembered every room's head (the one-round-trip
+	// append, heads.go), 2 when it read them first, 3 when what it
+	// remembered was stale.
+	RoundTrips int
+	// Took is the commit's duration, the wait for a connection included.
+	Took time.Duration
+}
+
 // Config tunes a Store. Its zero value means "use the defaults".
 type Config struct {
 	// MaxBatchRows caps the rows one group commit writes. Default 2000.
@@ -34,9 +48,8 @@ type Config struct {
 	// to price durability in benchmarks: an acknowledged append may then be
 	// lost in a crash. Never enable it in production.
 	AsyncCommit bool
-	// OnCommit, if set, is called after every group commit with the number
-	// of submissions and rows it wrote and how long it took; for metrics.
-	OnCommit func(submissions, rows int, took time.Duration)
+	// OnCommit, if set, is called after every group commit; for metrics.
+	OnCommit func(CommitStats)
 	// HandoffAfter and Handoff, if both set, hand committed events to an
 	// in-process consumer (the live fan-out) the moment they are durable,
 	// without the round trips of NOTIFY and a tail read. Before each group
@@ -117,6 +130,10 @@ type Store struct {
 	fmu    sync.Mutex
 	flight map[chan struct{}]struct{}
 
+	// heads remembers the room heads the group commits left, for the
+	// one-round-trip append (heads.go).
+	heads *headCache
+
 	mu      sync.Mutex
 	started bool
 	stopped bool
@@ -139,6 +156,7 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg *Config) *Store {
 		id:     uuid.NewString(),
 		hRun:   make(chan struct{}, 1),
 		flight: map[chan struct{}]struct{}{},
+		heads:  newHeadCache(),
 		nWake:  make(chan struct{}, 1),
 		nStop:  make(chan struct{}),
 		nDone:  make(chan struct{}),

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/roomlog/roomlog/domain"
@@ -89,7 +90,32 @@ func assertGapFree(t *testing.T, pool *pgxpool.Pool) (rooms int, rows int64) {
 	if orphanHeads != 0 {
 		t.Fatalf("%d heads without events", orphanHeads)
 	}
+	assertChains(t, pool)
 	return rooms, rows
+}
+
+// assertChains verifies every room's hash chain.
+func assertChains(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := pool.Query(ctx, "SELECT room FROM room_heads ORDER BY room")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rooms, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := eventstore.New(pool, testLogger(t), nil)
+	for _, r := range rooms {
+		res, err := v.Verify(ctx, domain.Room(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.OK {
+			t.Fatalf("room %s: chain broken at seq %d: %s", r, res.FirstBadSeq, res.Reason)
+		}
+	}
 }
 
 func TestAppend(t *testing.T) {

@@ -2,8 +2,10 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/roomlog/roomlog/domain"
@@ -99,7 +101,7 @@ func (s *Store) commit(ctx context.Context, subs []*submission) error {
 	if err != nil {
 		return classify("append: acquire connection", err)
 	}
-	results, subErrs, out, err := s.appendInTx(ctx, conn, subs, true)
+	results, subErrs, out, err := s.appendOwn(ctx, conn, conn.Conn().PgConn(), subs)
 	if err != nil {
 		s.release(ctx, conn)
 		return err
@@ -109,11 +111,11 @@ func (s *Store) commit(ctx context.Context, subs []*submission) error {
 		s.notifyAfterCommit(out.handoffTried)
 	}
 	if s.cfg.OnCommit != nil {
-		rows := 0
+		st := CommitStats{Submissions: len(subs), RoundTrips: out.roundTrips, Took: time.Since(start)}
 		for _, sub := range subs {
-			rows += sub.rows
+			st.Rows += sub.rows
 		}
-		s.cfg.OnCommit(len(subs), rows, time.Since(start))
+		s.cfg.OnCommit(st)
 	}
 	for i, sub := range subs {
 		sub.finish(results[i], subErrs[i])
@@ -175,15 +177,35 @@ func (s *Store) handoffMissed(own chan struct{}) {
 	}()
 }
 
+// appendOwn appends subs in a transaction of its own on pc, whose batches
+// q sends: in one round trip if the store remembers every room's head,
+// else, or if what it remembered was stale, the two-round-trip way.
+func (s *Store) appendOwn(ctx context.Context, q batchSender, pc *pgconn.PgConn, subs []*submission) ([][]AppendResult, []error, appended, error) {
+	results, subErrs, out, err := s.appendInTx(ctx, q, subs, true, true)
+	if !errors.Is(err, errStaleHeads) {
+		return results, subErrs, out, err
+	}
+	// Nothing was written: append again, reading the heads first.
+	s.logger.DebugContext(ctx, "one-round-trip append found stale heads; appending again", "error", err)
+	rollback(ctx, pc)
+	results, subErrs, out, err = s.appendInTx(ctx, q, subs, true, false)
+	out.roundTrips++
+	return results, subErrs, out, err
+}
+
 // release returns a connection whose transaction failed to the pool,
 // rolling the transaction back first so the connection can be reused (the
 // pool destroys a connection it gets back inside a transaction).
 func (s *Store) release(ctx context.Context, conn *pgxpool.Conn) {
-	pc := conn.Conn().PgConn()
+	rollback(ctx, conn.Conn().PgConn())
+	conn.Release()
+}
+
+// rollback ends a failed transaction on pc, if one is open.
+func rollback(ctx context.Context, pc *pgconn.PgConn) {
 	if !pc.IsClosed() && !pc.IsBusy() && pc.TxStatus() != 'I' {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		_, _ = conn.Exec(rctx, "ROLLBACK")
+		_, _ = pc.Exec(rctx, "ROLLBACK").ReadAll()
 		cancel()
 	}
-	conn.Release()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ type metrics struct {
 	commitDuration  prometheus.Histogram
 	commitRows      prometheus.Histogram
 	commitSubmits   prometheus.Histogram
+	commitTrips     *prometheus.CounterVec
 	published       *prometheus.CounterVec
 	fanoutLag       prometheus.Histogram
 	fanoutEmitted   prometheus.Counter
@@ -58,6 +60,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Append calls acknowledged by one group commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
+		commitTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roomlog_eventstore_commits_total",
+			Help: "Group commits by their round trips to PostgreSQL: 1 when the writer remembered every room's head, 2 when it read them first, 3 when what it remembered was stale (another process appended to the room).",
+		}, []string{"round_trips"}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "roomlog_http_published_events_total",
 			Help: "Events appended through the REST publish API (idempotent replays excluded), by type; producers' x- events count as \"extension\".",
@@ -91,7 +97,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"method", "route", "code"}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.commitDuration, m.commitRows, m.commitSubmits, m.published, m.fanoutLag,
+		m.commitDuration, m.commitRows, m.commitSubmits, m.commitTrips, m.published, m.fanoutLag,
 		m.fanoutEmitted, m.fanoutHandoff, m.catchUpRequests, m.catchUpEvents, m.httpDuration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -106,16 +112,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.published.WithLabelValues(spec.Name)
 	}
 	m.published.WithLabelValues(labelExtension)
+	for _, n := range []string{"1", "2", "3"} {
+		m.commitTrips.WithLabelValues(n)
+	}
 	return m, nil
 }
 
 const labelExtension = "extension"
 
 // onCommit is eventstore.Config.OnCommit.
-func (m *metrics) onCommit(submissions, rows int, took time.Duration) {
-	m.commitDuration.Observe(took.Seconds())
-	m.commitRows.Observe(float64(rows))
-	m.commitSubmits.Observe(float64(submissions))
+func (m *metrics) onCommit(st eventstore.CommitStats) {
+	m.commitDuration.Observe(st.Took.Seconds())
+	m.commitRows.Observe(float64(st.Rows))
+	m.commitSubmits.Observe(float64(st.Submissions))
+	m.commitTrips.WithLabelValues(strconv.Itoa(st.RoundTrips)).Inc()
 }
 
 // onHandoff is projector.Fanout.OnHandoff.

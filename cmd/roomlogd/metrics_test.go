@@ -67,6 +67,9 @@ func TestMetrics(t *testing.T) {
 		"roomlog_eventstore_commit_duration_seconds_count",
 		"roomlog_eventstore_commit_batch_rows_count",
 		"roomlog_eventstore_commit_batch_submissions_count",
+		`roomlog_eventstore_commits_total{round_trips="1"}`,
+		`roomlog_eventstore_commits_total{round_trips="2"}`,
+		`roomlog_eventstore_commits_total{round_trips="3"}`,
 		`roomlog_http_published_events_total{type="unread-count-update"}`,
 		`roomlog_http_published_events_total{type="extension"}`,
 		"roomlog_fanout_lag_seconds_count",
@@ -108,9 +111,13 @@ func TestMetrics(t *testing.T) {
 
 	moved := func(after map[string]float64) error {
 		for name, delta := range map[string]float64{
-			`roomlog_http_published_events_total{type="unread-count-update"}`:                              1,
-			`roomlog_http_published_events_total{type="extension"}`:                                        1,
-			"roomlog_fanout_emitted_total":                                                                 2,
+			`roomlog_http_published_events_total{type="unread-count-update"}`: 1,
+			`roomlog_http_published_events_total{type="extension"}`:           1,
+			"roomlog_fanout_emitted_total":                                    2,
+			// The first publish to user-u1 reads its head; the second
+			// builds on the head the first left (one round trip).
+			`roomlog_eventstore_commits_total{round_trips="2"}`:                                            1,
+			`roomlog_eventstore_commits_total{round_trips="1"}`:                                            1,
 			"roomlog_fanout_lag_seconds_count":                                                             2,
 			"roomlog_http_catchup_requests_total":                                                          1,
 			"roomlog_http_catchup_events_sum":                                                              2,

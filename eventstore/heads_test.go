@@ -1,0 +1,167 @@
+package eventstore_test
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/roomlog/roomlog/domain"
+	"github.com/roomlog/roomlog/eventstore"
+	"github.com/roomlog/roomlog/eventstore/eventstoretest"
+)
+
+// TestOneRoundTripAppend: an append to rooms whose heads the store's own
+// commits left takes one round trip (BEGIN to COMMIT in one pipeline, the
+// heads checked by roomlog_advance_heads); a new room costs a read first;
+// when another process appended meanwhile, or an idempotency key is
+// already stored, the one-round-trip attempt writes nothing and the append
+// is made again the two-round-trip way, with the right seq, hash chain
+// and idempotent result.
+func TestOneRoundTripAppend(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := eventstoretest.New(t)
+	s := newStore(t, pool, nil)
+	other := newStore(t, secondPool(t, pool), nil) // another process
+
+	type step struct {
+		name      string
+		store     *eventstore.Store
+		req       eventstore.AppendRequest
+		trips     int
+		wantSeq   map[domain.Room]int64
+		replayed  bool
+		wantCode  domain.Code
+		sameEvent string // a step name whose event id the result repeats
+	}
+	keyed := func(key, payload string, rooms ...string) eventstore.AppendRequest {
+		r := req("x-keyed", payload, rooms...)
+		r.IdempotencyKey = key
+		return r
+	}
+	steps := []step{
+		{name: "new room reads its head", store: s, req: req("x-a", `{}`, "chat-1"), trips: 2, wantSeq: map[domain.Room]int64{"chat-1": 1}},
+		{name: "remembered room", store: s, req: req("x-a", `{}`, "chat-1"), trips: 1, wantSeq: map[domain.Room]int64{"chat-1": 2}},
+		{name: "remembered and new room", store: s, req: req("x-a", `{}`, "chat-1", "chat-2"), trips: 2, wantSeq: map[domain.Room]int64{"chat-1": 3, "chat-2": 1}},
+		{name: "both remembered", store: s, req: req("x-a", `{}`, "chat-2", "chat-1"), trips: 1, wantSeq: map[domain.Room]int64{"chat-1": 4, "chat-2": 2}},
+		{name: "another process appends", store: other, req: req("x-b", `{}`, "chat-1"), trips: 2, wantSeq: map[domain.Room]int64{"chat-1": 5}},
+		{name: "stale head is retried", store: s, req: req("x-a", `{}`, "chat-1"), trips: 3, wantSeq: map[domain.Room]int64{"chat-1": 6}},
+		{name: "relearned", store: s, req: req("x-a", `{}`, "chat-1"), trips: 1, wantSeq: map[domain.Room]int64{"chat-1": 7}},
+		{name: "new key", store: s, req: keyed("k1", `{"n":1}`, "chat-1"), trips: 1, wantSeq: map[domain.Room]int64{"chat-1": 8}},
+		{name: "stored key is retried and replayed", store: s, req: keyed("k1", `{"n":1}`, "chat-1"), trips: 3, wantSeq: map[domain.Room]int64{"chat-1": 8}, replayed: true, sameEvent: "new key"},
+		{name: "stored key with other content", store: s, req: keyed("k1", `{"n":2}`, "chat-1"), trips: 3, wantCode: domain.CodeConflict},
+		{name: "after the conflict", store: s, req: req("x-a", `{}`, "chat-1"), trips: 1, wantSeq: map[domain.Room]int64{"chat-1": 9}},
+	}
+	ids := map[string]string{}
+	for _, st := range steps {
+		res, batches, err := st.store.AppendRoundTrips(ctx, []eventstore.AppendRequest{st.req})
+		if len(batches) != st.trips {
+			t.Errorf("%s: %d round trips, want %d: %q", st.name, len(batches), st.trips, batches)
+		}
+		if st.wantCode != "" {
+			if domain.ErrorCode(err) != st.wantCode {
+				t.Fatalf("%s: err %v, want code %s", st.name, err, st.wantCode)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		ids[st.name] = res.EventID
+		got := map[domain.Room]int64{}
+		for _, d := range res.Deliveries {
+			got[d.Room] = d.Seq
+		}
+		if !maps.Equal(got, st.wantSeq) {
+			t.Errorf("%s: seqs %v, want %v", st.name, got, st.wantSeq)
+		}
+		if res.Replayed != st.replayed {
+			t.Errorf("%s: replayed %v, want %v", st.name, res.Replayed, st.replayed)
+		}
+		if st.sameEvent != "" && res.EventID != ids[st.sameEvent] {
+			t.Errorf("%s: event %s, want the original %s", st.name, res.EventID, ids[st.sameEvent])
+		}
+		if st.trips == 1 {
+			// One pipeline: lock, check the heads, insert, commit.
+			b := batches[0]
+			if b[0] != "BEGIN" || b[len(b)-1] != "COMMIT" || !slices.ContainsFunc(b, func(q string) bool { return strings.Contains(q, "roomlog_advance_heads") }) {
+				t.Errorf("%s: one round trip sent %q", st.name, b)
+			}
+		}
+	}
+	assertGapFree(t, pool)
+	if seq, ok := s.RememberedHead("chat-1"); !ok || seq != 9 {
+		t.Errorf("remembered head of chat-1: %d %v, want 9", seq, ok)
+	}
+}
+
+// TestAdvanceHeadsChecks: roomlog_advance_heads moves a head only from
+// exactly the (seq, hash) the writer built on, and otherwise raises RLH01
+// so that the transaction keeps nothing.
+func TestAdvanceHeadsChecks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := eventstoretest.New(t)
+	s := newStore(t, pool, nil)
+	for _, r := range []string{"chat-1", "chat-1", "chat-2"} {
+		if _, err := s.Append(ctx, req("x-a", `{}`, r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var h1, h2 []byte
+	if err := pool.QueryRow(ctx, "SELECT (SELECT hash FROM room_heads WHERE room = 'chat-1'), (SELECT hash FROM room_heads WHERE room = 'chat-2')").Scan(&h1, &h2); err != nil {
+		t.Fatal(err)
+	}
+	other := []byte("not the head hash, 32 bytes long")
+	type advance struct {
+		room    string
+		oldSeq  int64
+		oldHash []byte
+	}
+	for _, tc := range []struct {
+		name string
+		adv  []advance
+		ok   bool
+	}{
+		{"exact", []advance{{"chat-1", 2, h1}}, true},
+		{"both exact", []advance{{"chat-1", 2, h1}, {"chat-2", 1, h2}}, true},
+		{"seq moved", []advance{{"chat-1", 1, h1}}, false},
+		{"hash differs", []advance{{"chat-1", 2, other}}, false},
+		{"unknown room", []advance{{"chat-9", 0, other}}, false},
+		{"one of two moved", []advance{{"chat-1", 2, h1}, {"chat-2", 2, h2}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			var rooms []string
+			var oldSeqs, seqs []int64
+			var oldHashes, hashes [][]byte
+			for _, a := range tc.adv {
+				rooms = append(rooms, a.room)
+				oldSeqs, oldHashes = append(oldSeqs, a.oldSeq), append(oldHashes, a.oldHash)
+				seqs, hashes = append(seqs, a.oldSeq+1), append(hashes, other)
+			}
+			_, err = tx.Exec(ctx, "SELECT roomlog_advance_heads($1, $2, $3, $4, $5)", rooms, oldSeqs, oldHashes, seqs, hashes)
+			var pgErr *pgconn.PgError
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("refused: %v", err)
+			case !tc.ok && (!errors.As(err, &pgErr) || pgErr.Code != "RLH01"):
+				t.Fatalf("err %v, want SQLSTATE RLH01", err)
+			case tc.ok:
+				var seq int64
+				if err := tx.QueryRow(ctx, "SELECT seq FROM room_heads WHERE room = $1", rooms[0]).Scan(&seq); err != nil || seq != seqs[0] {
+					t.Fatalf("head of %s: %d %v, want %d", rooms[0], seq, err, seqs[0])
+				}
+			}
+		})
+	}
+}
