@@ -353,7 +353,15 @@ func (c *conn) outgoing(f *frame) *frame {
 // frames, so there is no drain to wait for; a client that takes nothing
 // for WriteTimeout is dropped. It reports whether the socket can go on.
 func (c *conn) writeRaw(raw *rawWebSocket, items []item) bool {
-	var texts [][]byte
+	tp := rawTexts.Get().(*[][]byte)
+	texts := (*tp)[:0]
+	defer func() {
+		clear(texts) // flush did, unless a panic cut it short: pin no frame
+		if cap(texts) <= maxPooledTexts {
+			*tp = texts[:0]
+			rawTexts.Put(tp)
+		}
+	}()
 	flush := func() bool {
 		if len(texts) == 0 {
 			return true
@@ -389,6 +397,13 @@ func (c *conn) writeRaw(raw *rawWebSocket, items []item) bool {
 	}
 	return flush() && c.ctx.Err() == nil
 }
+
+// rawTexts recycles writeRaw's lists of frame texts from one burst to the
+// next, whichever socket writes it; maxPooledTexts (a full outbox at the
+// default OutboundQueue) keeps a long replay's list from being kept.
+var rawTexts = sync.Pool{New: func() any { return new([][]byte) }}
+
+const maxPooledTexts = 1024
 
 // addRooms puts the socket in rooms (which must be authorised) for live
 // delivery. It reports an error if that would exceed MaxRoomsPerSocket.
