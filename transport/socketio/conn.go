@@ -2,9 +2,7 @@ package socketio
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -372,16 +370,7 @@ func (c *conn) writeRaw(raw *rawWebSocket, items []item) bool {
 		}
 		clear(texts)
 		texts = texts[:0]
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				c.dropStalled()
-			} else {
-				raw.close()
-			}
-			return false
-		}
-		return true
+		return raw.closeAfter(err, c.dropStalled)
 	}
 	for _, it := range items {
 		if it.f == nil {
