@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -195,9 +194,8 @@ func (s *Server) writeEncoded(c *gin.Context, status, size int, encode func([]by
 	}
 	b, err := encode(b[:0])
 	if err != nil {
-		s.logger.ErrorContext(c.Request.Context(), "encode response", attrRoute, route(c), attrError, err)
-		status = http.StatusInternalServerError
-		b = append(b[:0], `{"error":{"code":"internal","message":"internal error"}}`...)
+		status = s.encodeFailed(c, err)
+		b = append(b[:0], internalJSON...)
 	}
 	c.Header("Content-Length", strconv.Itoa(len(b)))
 	c.Data(status, "application/json; charset=utf-8", b)
