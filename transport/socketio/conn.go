@@ -134,29 +134,12 @@ func (c *conn) deliver(room domain.Room, seq int64, pos domain.Position, f *fram
 		return
 	}
 	if c.recovering {
-		switch {
-		case c.heldOverflow:
-		case len(c.held) >= c.h.pendingMax:
-			c.held, c.heldOverflow = nil, true
-			c.h.stats.rereads.Add(1)
-		default:
-			c.held = append(c.held, pendingFrame{seq: seq, pos: pos, f: f})
-		}
+		c.hold(&c.held, &c.heldOverflow, pendingFrame{seq: seq, pos: pos, f: f})
 		c.mu.Unlock()
 		return
 	}
 	if st.catchingUp {
-		switch {
-		case st.overflowed:
-			// The replay reads it from the log.
-		case len(st.pending) >= c.h.pendingMax:
-			// Too much live traffic to hold during the replay: forget
-			// it and let the replay read it from the log instead.
-			st.pending, st.overflowed = nil, true
-			c.h.stats.rereads.Add(1)
-		default:
-			st.pending = append(st.pending, pendingFrame{seq: seq, pos: pos, f: f})
-		}
+		c.hold(&st.pending, &st.overflowed, pendingFrame{seq: seq, pos: pos, f: f})
 		c.mu.Unlock()
 		return
 	}
@@ -172,6 +155,22 @@ func (c *conn) deliver(room domain.Room, seq int64, pos domain.Position, f *fram
 	c.mu.Unlock()
 	if !ok {
 		c.drop("outbound queue overflow")
+	}
+}
+
+// hold keeps p in *held while a replay (a recovery's or a subscribe's)
+// runs, at most Hub.pendingMax frames. Past that, too much live traffic
+// arrives to hold: *held is forgotten and *overflowed set, and the replay
+// reads those events from the log instead. c.mu must be held.
+func (c *conn) hold(held *[]pendingFrame, overflowed *bool, p pendingFrame) {
+	switch {
+	case *overflowed:
+		// The replay reads it from the log.
+	case len(*held) >= c.h.pendingMax:
+		*held, *overflowed = nil, true
+		c.h.stats.rereads.Add(1)
+	default:
+		*held = append(*held, p)
 	}
 }
 
