@@ -305,10 +305,7 @@ func (s *Store) MemberRooms(ctx context.Context, userID string, rooms []domain.R
 	if len(rooms) == 0 {
 		return nil, nil
 	}
-	names := make([]string, len(rooms))
-	for i, r := range rooms {
-		names[i] = string(r)
-	}
+	names := roomNames(rooms)
 	rows, err := s.pool.Query(ctx, "SELECT room FROM room_members WHERE user_id = $1 AND room = ANY($2::text[])", userID, names)
 	if err != nil {
 		return nil, classify("member rooms", err)

@@ -118,10 +118,7 @@ func (s *Store) MembershipSnapshot(ctx context.Context, checkpoint, userID strin
 	if len(rooms) == 0 {
 		return snap, nil
 	}
-	names := make([]string, len(rooms))
-	for i, r := range rooms {
-		names[i] = string(r)
-	}
+	names := roomNames(rooms)
 	rows, err := s.pool.Query(ctx, membershipSnapshotSQL, checkpoint, userID, names, types, limit+1)
 	if err != nil {
 		return snap, classify("membership snapshot", err)

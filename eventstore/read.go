@@ -84,13 +84,19 @@ func (s *Store) Head(ctx context.Context, room domain.Room) (int64, error) {
 	return seq, nil
 }
 
-// Heads returns the last seq of each of rooms that has events, in one
-// query; a room without events is absent from the map.
-func (s *Store) Heads(ctx context.Context, rooms []domain.Room) (map[domain.Room]int64, error) {
+// roomNames returns rooms as the text[] argument of a query.
+func roomNames(rooms []domain.Room) []string {
 	names := make([]string, len(rooms))
 	for i, r := range rooms {
 		names[i] = string(r)
 	}
+	return names
+}
+
+// Heads returns the last seq of each of rooms that has events, in one
+// query; a room without events is absent from the map.
+func (s *Store) Heads(ctx context.Context, rooms []domain.Room) (map[domain.Room]int64, error) {
+	names := roomNames(rooms)
 	rows, err := s.pool.Query(ctx, "SELECT room, seq FROM room_heads WHERE room = ANY($1::text[])", names)
 	if err != nil {
 		return nil, classify("heads", err)

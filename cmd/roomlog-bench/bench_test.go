@@ -210,3 +210,22 @@ func TestPrintCatchUpRowPerClient(t *testing.T) {
 		t.Errorf("no JS client version in:\n%s", b.String())
 	}
 }
+
+// TestScenariosFlagsRefused: flags out of range are refused before
+// anything runs (no database or server is needed to get the error).
+func TestScenariosFlagsRefused(t *testing.T) {
+	t.Parallel()
+	for name, args := range map[string][]string{
+		"NegativeWarmup":   {"-warmup", "-1s"},
+		"ZeroDuration":     {"-duration", "0s"},
+		"NegativeStormEvs": {"-storm-events", "-1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			err := runScenariosCmd(context.Background(), args)
+			if err == nil || !strings.Contains(err.Error(), args[0]) {
+				t.Fatalf("runScenariosCmd(%q) = %v, want an error naming %s", args, err, args[0])
+			}
+		})
+	}
+}

@@ -74,12 +74,9 @@ type jsReport struct {
 	Node   string `json:"node"`
 	Client string `json:"client"`
 	// rest
-	Ms       float64 `json:"ms"`
-	JSONMs   float64 `json:"jsonMs"`
-	Pages    int     `json:"pages"`
-	Encoding string  `json:"encoding"`
-	// dropped
-	Reason string `json:"reason"`
+	Ms     float64 `json:"ms"`
+	JSONMs float64 `json:"jsonMs"`
+	Pages  int     `json:"pages"`
 	// recovered
 	AckMs      float64 `json:"ackMs"`
 	Got        int     `json:"got"`

@@ -165,8 +165,8 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 		o.HotRates = append(o.HotRates, n)
 	}
 	o.Targets = strings.Split(targets, ",")
-	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > httpapi.MaxCatchUpLimit || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 || o.Repeat <= 0 {
-		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms, -repeat must be positive and -catchup-page in 1..%d", httpapi.MaxCatchUpLimit)
+	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > httpapi.MaxCatchUpLimit || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 || o.Repeat <= 0 || o.Warmup < 0 {
+		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms, -repeat must be positive, -warmup and -storm-events not negative, and -catchup-page in 1..%d", httpapi.MaxCatchUpLimit)
 	}
 	if so := o.Search; so.Rooms <= 0 || so.Subs <= 0 || so.Start <= 0 || so.Max < so.Start || so.Factor <= 1 || so.Bisect < 0 || so.P99 <= 0 || so.Duration <= 0 {
 		return fmt.Errorf("scenarios: -c-rooms, -c-subs, -c-start, -c-p99, -c-duration must be positive, -c-max >= -c-start, -c-factor > 1, -c-bisect >= 0")

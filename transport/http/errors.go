@@ -29,6 +29,13 @@ type errorDetail struct {
 // internalMessage is all a caller ever learns about an internal error.
 const internalMessage = "internal error"
 
+// internalBody is the answer to every internal error; internalJSON is its
+// encoding, answered when an answer itself could not be encoded
+// (TestInternalJSON keeps the two the same).
+var internalBody = errorBody{Error: errorDetail{Code: domain.CodeInternal, Message: internalMessage}}
+
+const internalJSON = `{"error":{"code":"internal","message":"internal error"}}`
+
 // statusOf maps an error code to its HTTP status. It is the only place that
 // does.
 func statusOf(code domain.Code) int {
@@ -70,7 +77,7 @@ func toBody(err error) errorBody {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return errorBody{Error: errorDetail{Code: domain.CodeUnavailable, Message: "the request timed out or was cancelled"}}
 	default:
-		return errorBody{Error: errorDetail{Code: domain.CodeInternal, Message: internalMessage}}
+		return internalBody
 	}
 }
 
@@ -101,11 +108,17 @@ func (s *Server) writeJSON(c *gin.Context, status int, v any) {
 	b, err := marshal(v)
 	if err != nil {
 		// Only a bug gets here: every answer is a plain struct.
-		s.logger.ErrorContext(c.Request.Context(), "encode response", attrRoute, route(c), attrError, err)
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+		status = s.encodeFailed(c, err)
+		b = []byte(internalJSON)
 	}
 	c.Data(status, "application/json; charset=utf-8", b)
+}
+
+// encodeFailed logs that c's answer could not be encoded and returns the
+// status to answer internalJSON with instead.
+func (s *Server) encodeFailed(c *gin.Context, err error) int {
+	s.logger.ErrorContext(c.Request.Context(), "encode response", attrRoute, route(c), attrError, err)
+	return http.StatusInternalServerError
 }
 
 // invalid returns a CodeInvalid error with field-level details.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/roomlog/roomlog/domain"
+	"github.com/roomlog/roomlog/transport/internal/jsonwire"
 )
 
 // Catch-up answers are written by hand rather than by encoding/json: a page
@@ -26,7 +26,7 @@ import (
 // {"room":…,"events":[eventJSON…],"head":…,"more":…,"reset":…}.
 func appendRoomPage(b []byte, p roomPage) ([]byte, error) {
 	b = append(b, `{"room":`...)
-	b = appendJSONString(b, string(p.Room))
+	b = jsonwire.AppendString(b, string(p.Room))
 	b = append(b, `,"events":[`...)
 	var enc eventEncoder
 	for i, d := range p.Events {
@@ -73,7 +73,7 @@ const (
 // buffer of the previous calls, grown only by appending.
 func (e *eventEncoder) appendEvent(b []byte, d domain.Delivery) ([]byte, error) {
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, d.ID)
+	b = jsonwire.AppendString(b, d.ID)
 	b = append(b, `,"room":`...)
 	b = e.appendString(b, string(d.Room), plainRoom)
 	b = append(b, `,"seq":`...)
@@ -111,8 +111,8 @@ func (e *eventEncoder) appendString(b []byte, s string, slot int) []byte {
 		b = append(b, s...)
 		return append(b, '"')
 	}
-	if needsEscape(s) {
-		return appendJSONString(b, s)
+	if jsonwire.NeedsEscape(s) {
+		return jsonwire.AppendString(b, s)
 	}
 	e.plain[slot] = s
 	b = append(b, '"')
@@ -166,43 +166,6 @@ func isCompact(p []byte) bool {
 	return true
 }
 
-// appendJSONString appends s as a JSON string, as encoding/json does with
-// HTML escaping off. Room, type and producer names and event ids are plain
-// ASCII and are copied; anything else is left to encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	if needsEscape(s) {
-		q, err := marshal(s)
-		if err != nil {
-			// Unreachable: every Go string marshals.
-			panic(fmt.Sprintf("httpapi: marshal string: %v", err))
-		}
-		return append(b, q...)
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
-// needsEscape reports whether s holds a byte that encoding/json (with HTML
-// escaping off) does not copy as it is: a control character, a quote, a
-// backslash or any non-ASCII byte.
-func needsEscape(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !plainByte[s[i]] {
-			return true
-		}
-	}
-	return false
-}
-
-// plainByte marks the bytes needsEscape lets through.
-var plainByte = func() (t [256]bool) {
-	for c := 0x20; c < 0x80; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
 // pageSize bounds the encoded size of p from above (unless strings need
 // escaping), so that the buffer is sized once: an event's keys,
 // punctuation, seq and time take at most 128 bytes.
@@ -231,9 +194,8 @@ func (s *Server) writeEncoded(c *gin.Context, status, size int, encode func([]by
 	}
 	b, err := encode(b[:0])
 	if err != nil {
-		s.logger.ErrorContext(c.Request.Context(), "encode response", attrRoute, route(c), attrError, err)
-		status = http.StatusInternalServerError
-		b = append(b[:0], `{"error":{"code":"internal","message":"internal error"}}`...)
+		status = s.encodeFailed(c, err)
+		b = append(b[:0], internalJSON...)
 	}
 	c.Header("Content-Length", strconv.Itoa(len(b)))
 	c.Data(status, "application/json; charset=utf-8", b)

@@ -282,7 +282,7 @@ func (s *Server) recoverPanics(c *gin.Context) {
 		if c.Writer.Written() {
 			panic(http.ErrAbortHandler)
 		}
-		s.writeJSON(c, http.StatusInternalServerError, errorBody{Error: errorDetail{Code: domain.CodeInternal, Message: internalMessage}})
+		s.writeJSON(c, http.StatusInternalServerError, internalBody)
 		c.Abort()
 	}()
 	c.Next()

@@ -2,9 +2,7 @@ package socketio
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,29 +134,12 @@ func (c *conn) deliver(room domain.Room, seq int64, pos domain.Position, f *fram
 		return
 	}
 	if c.recovering {
-		switch {
-		case c.heldOverflow:
-		case len(c.held) >= c.h.pendingMax:
-			c.held, c.heldOverflow = nil, true
-			c.h.stats.rereads.Add(1)
-		default:
-			c.held = append(c.held, pendingFrame{seq: seq, pos: pos, f: f})
-		}
+		c.hold(&c.held, &c.heldOverflow, pendingFrame{seq: seq, pos: pos, f: f})
 		c.mu.Unlock()
 		return
 	}
 	if st.catchingUp {
-		switch {
-		case st.overflowed:
-			// The replay reads it from the log.
-		case len(st.pending) >= c.h.pendingMax:
-			// Too much live traffic to hold during the replay: forget
-			// it and let the replay read it from the log instead.
-			st.pending, st.overflowed = nil, true
-			c.h.stats.rereads.Add(1)
-		default:
-			st.pending = append(st.pending, pendingFrame{seq: seq, pos: pos, f: f})
-		}
+		c.hold(&st.pending, &st.overflowed, pendingFrame{seq: seq, pos: pos, f: f})
 		c.mu.Unlock()
 		return
 	}
@@ -174,6 +155,22 @@ func (c *conn) deliver(room domain.Room, seq int64, pos domain.Position, f *fram
 	c.mu.Unlock()
 	if !ok {
 		c.drop("outbound queue overflow")
+	}
+}
+
+// hold keeps p in *held while a replay (a recovery's or a subscribe's)
+// runs, at most Hub.pendingMax frames. Past that, too much live traffic
+// arrives to hold: *held is forgotten and *overflowed set, and the replay
+// reads those events from the log instead. c.mu must be held.
+func (c *conn) hold(held *[]pendingFrame, overflowed *bool, p pendingFrame) {
+	switch {
+	case *overflowed:
+		// The replay reads it from the log.
+	case len(*held) >= c.h.pendingMax:
+		*held, *overflowed = nil, true
+		c.h.stats.rereads.Add(1)
+	default:
+		*held = append(*held, p)
 	}
 }
 
@@ -353,7 +350,15 @@ func (c *conn) outgoing(f *frame) *frame {
 // frames, so there is no drain to wait for; a client that takes nothing
 // for WriteTimeout is dropped. It reports whether the socket can go on.
 func (c *conn) writeRaw(raw *rawWebSocket, items []item) bool {
-	var texts [][]byte
+	tp := rawTexts.Get().(*[][]byte)
+	texts := (*tp)[:0]
+	defer func() {
+		clear(texts) // flush did, unless a panic cut it short: pin no frame
+		if cap(texts) <= maxPooledTexts {
+			*tp = texts[:0]
+			rawTexts.Put(tp)
+		}
+	}()
 	flush := func() bool {
 		if len(texts) == 0 {
 			return true
@@ -364,16 +369,7 @@ func (c *conn) writeRaw(raw *rawWebSocket, items []item) bool {
 		}
 		clear(texts)
 		texts = texts[:0]
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				c.dropStalled()
-			} else {
-				raw.close()
-			}
-			return false
-		}
-		return true
+		return raw.closeAfter(err, c.dropStalled)
 	}
 	for _, it := range items {
 		if it.f == nil {
@@ -389,6 +385,13 @@ func (c *conn) writeRaw(raw *rawWebSocket, items []item) bool {
 	}
 	return flush() && c.ctx.Err() == nil
 }
+
+// rawTexts recycles writeRaw's lists of frame texts from one burst to the
+// next, whichever socket writes it; maxPooledTexts (a full outbox at the
+// default OutboundQueue) keeps a long replay's list from being kept.
+var rawTexts = sync.Pool{New: func() any { return new([][]byte) }}
+
+const maxPooledTexts = 1024
 
 // addRooms puts the socket in rooms (which must be authorised) for live
 // delivery. It reports an error if that would exceed MaxRoomsPerSocket.

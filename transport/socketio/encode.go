@@ -9,6 +9,7 @@ import (
 
 	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/eventstore"
+	"github.com/roomlog/roomlog/transport/internal/jsonwire"
 )
 
 // EventSessionOffset is the event a socket receives right after it
@@ -96,7 +97,7 @@ func checkedPayload(event string, payload json.RawMessage) ([]byte, error) {
 // attachment. payload must be checked (checkedPayload).
 func appendEventPrefix(b []byte, event string, payload []byte) []byte {
 	b = append(b, `2[`...)
-	b = appendJSONString(b, event)
+	b = jsonwire.AppendStringHTML(b, event)
 	b = append(b, ',')
 	return append(b, payload...)
 }
@@ -111,34 +112,15 @@ func appendDeliveryPrefix(b []byte, d domain.Delivery, payload []byte) []byte {
 // {"room":…,"seq":…,"id":…,"at":RFC 3339 in UTC}.
 func appendMeta(b []byte, d domain.Delivery) []byte {
 	b = append(b, `,{"room":`...)
-	b = appendJSONString(b, string(d.Room))
+	b = jsonwire.AppendStringHTML(b, string(d.Room))
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendInt(b, d.Seq, 10)
 	b = append(b, `,"id":`...)
-	b = appendJSONString(b, d.ID)
+	b = jsonwire.AppendStringHTML(b, d.ID)
 	b = append(b, `,"at":"`...)
 	// RFC 3339 text needs no escaping.
 	b = d.OccurredAt.UTC().AppendFormat(b, time.RFC3339Nano)
 	return append(b, `"}`...)
-}
-
-// appendJSONString appends s as json.Marshal writes a string (HTML
-// escaping on). Event types, rooms and ids are plain ASCII and are copied;
-// anything else is left to encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, err := json.Marshal(s)
-			if err != nil {
-				// Unreachable: every Go string marshals.
-				panic(fmt.Sprintf("socketio: marshal string: %v", err))
-			}
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // encodeOffset returns the frame of emit(EventSessionOffset, offset): it
@@ -160,6 +142,6 @@ func encodeVolatile(event string, room domain.Room, payload json.RawMessage) (*f
 	b := make([]byte, 0, len(event)+len(p)+len(room)+24)
 	b = appendEventPrefix(b, event, p)
 	b = append(b, `,{"room":`...)
-	b = appendJSONString(b, string(room))
+	b = jsonwire.AppendStringHTML(b, string(room))
 	return newFrame(append(b, "}]"...)), nil
 }

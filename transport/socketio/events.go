@@ -157,32 +157,38 @@ func (c *conn) logFailure(ctx context.Context, event string, err error) {
 // (sellers, buyers), all or nothing.
 func joinByID(mk func(string) (domain.Room, error), also ...domain.Room) handler {
 	return func(c *conn, ctx context.Context, args []any) error {
-		id, err := idArg(args, 0)
+		rooms, err := roomsByID(args, mk, also)
 		if err != nil {
 			return err
 		}
-		room, err := mk(id)
-		if err != nil {
-			return err
-		}
-		return c.join(ctx, append([]domain.Room{room}, also...)...)
+		return c.join(ctx, rooms...)
 	}
 }
 
 // leaveByID handles leave-*-room(id).
 func leaveByID(mk func(string) (domain.Room, error), also ...domain.Room) handler {
 	return func(c *conn, ctx context.Context, args []any) error {
-		id, err := idArg(args, 0)
+		rooms, err := roomsByID(args, mk, also)
 		if err != nil {
 			return err
 		}
-		room, err := mk(id)
-		if err != nil {
-			return err
-		}
-		c.removeRooms(append([]domain.Room{room}, also...)...)
+		c.removeRooms(rooms...)
 		return c.persist(ctx)
 	}
+}
+
+// roomsByID returns the rooms of a join- or leave-*-room(id) call: mk(id),
+// then also.
+func roomsByID(args []any, mk func(string) (domain.Room, error), also []domain.Room) ([]domain.Room, error) {
+	id, err := idArg(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	room, err := mk(id)
+	if err != nil {
+		return nil, err
+	}
+	return append([]domain.Room{room}, also...), nil
 }
 
 // join authorises every room and then joins them all.

@@ -357,23 +357,12 @@ func (h *Hub) Stop(ctx context.Context) {
 	}
 	h.loops.Wait()
 
-	h.mu.RLock()
-	conns := make([]*conn, 0, len(h.conns))
-	for _, c := range h.conns {
-		conns = append(conns, c)
-	}
-	h.mu.RUnlock()
+	conns := h.connList()
 	h.io.Close(nil)
 	// Sockets the library failed to close (it can lose track of one, as in
 	// its CONNECT race) are forgotten here, so nothing of theirs outlives
 	// Stop.
-	h.mu.RLock()
-	left := make([]*conn, 0, len(h.conns))
-	for _, c := range h.conns {
-		left = append(left, c)
-	}
-	h.mu.RUnlock()
-	for _, c := range left {
+	for _, c := range h.connList() {
 		h.onDisconnect(c, "server shutting down")
 	}
 	// Let presence work that was already running finish, so that the
@@ -401,6 +390,17 @@ func (h *Hub) Stop(ctx context.Context) {
 			h.logger.InfoContext(dctx, "presence sessions dropped at shutdown", "offline_users", n)
 		}
 	}
+}
+
+// connList returns the sockets the Hub knows, in no order.
+func (h *Hub) connList() []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		out = append(out, c)
+	}
+	return out
 }
 
 // allowRequest refuses handshakes while the Hub stops, and those whose

@@ -68,9 +68,7 @@ func newRawWebSocket(c *gorilla.Conn, timeout time.Duration) *rawWebSocket {
 	w := &rawWebSocket{nc: c.NetConn(), timeout: timeout}
 	c.SetPingHandler(func(data string) error {
 		b := appendFrameHeader(make([]byte, 0, len(data)+2), opPong, len(data))
-		if err := w.write(append(b, data...)); err != nil {
-			w.close()
-		}
+		w.closeAfter(w.write(append(b, data...)), nil)
 		return nil
 	})
 	return w
@@ -127,9 +125,7 @@ func (w *rawWebSocket) Send(packets []*packet.Packet) {
 		err = w.write(b)
 	}
 	putRawBuf(bp, b)
-	if err != nil {
-		w.close()
-	}
+	w.closeAfter(err, nil)
 	w.Emit("drain")
 }
 
@@ -190,6 +186,24 @@ func (w *rawWebSocket) write(b []byte) error {
 // close closes the network connection; the library's reader then fails
 // and closes the transport, as for any network error.
 func (w *rawWebSocket) close() { _ = w.nc.Close() }
+
+// closeAfter ends the connection if err, from a write or the encoding
+// before it, is not nil: after a failed write part of a frame may have
+// left, so nothing more can be written. A write that timed out goes to
+// onTimeout instead, if it is not nil, to close the connection with a
+// reason; anything else closes it at once. It reports whether err was nil.
+func (w *rawWebSocket) closeAfter(err error, onTimeout func()) bool {
+	if err == nil {
+		return true
+	}
+	var ne net.Error
+	if onTimeout != nil && errors.As(err, &ne) && ne.Timeout() {
+		onTimeout()
+	} else {
+		w.close()
+	}
+	return false
+}
 
 func putRawBuf(bp *[]byte, b []byte) {
 	if cap(b) > 64<<10 {

@@ -23,8 +23,7 @@
 //           clock stops when the last page is parsed and checked and n
 //           events were read.
 //           Reports {t:"rest", ms, jsonMs (time inside await res.json():
-//           reading the body and parsing it), pages, encoding
-//           (content-encoding of the last page, "" if none)}.
+//           reading the body and parsing it), pages}.
 //   recover {url, token, origin, room, n}
 //           io(url, {transports: ["websocket"], auth: {token}, forceNew,
 //           reconnection: false}), with Origin: origin as a browser sends
@@ -32,7 +31,7 @@
 //           bench then publishes one event; when it arrives the socket holds
 //           an offset and its transport is closed from the client side
 //           (socket.io.engine.close(): no DISCONNECT packet, so the server
-//           keeps the session), reported as {t:"dropped", reason}. The bench
+//           keeps the session), reported as {t:"dropped"}. The bench
 //           publishes n events and sends
 //   go      {}  socket.connect(): the same socket reconnects, sending
 //           {token, pid, offset} as socket.io-client does. Timed from that
@@ -64,16 +63,15 @@ const fail = (message) => out({ t: "error", message: String(message) });
 const nonEmpty = (s) => typeof s === "string" && s !== "";
 
 // readPages reads room from seq after, page by page, checking every event,
-// and returns {got, pages, jsonMs, encoding}.
+// and returns {got, pages, jsonMs}.
 async function readPages(c, after, limit, untilOnePage) {
-  let got = 0, pages = 0, jsonMs = 0, encoding = "";
+  let got = 0, pages = 0, jsonMs = 0;
   for (;;) {
     const url = `${c.base}/api/v1/rooms/${encodeURIComponent(c.room)}/events?after=${after}&limit=${limit}`;
     const res = await fetch(url, { headers: { Authorization: "Bearer " + c.bearer } });
     if (res.status !== 200) {
       throw new Error(`page after ${after}: ${res.status} ${(await res.text()).slice(0, 200)}`);
     }
-    encoding = res.headers.get("content-encoding") || "";
     const tj = performance.now();
     const p = await res.json();
     jsonMs += performance.now() - tj;
@@ -91,7 +89,7 @@ async function readPages(c, after, limit, untilOnePage) {
       after = e.seq;
       got++;
     }
-    if (untilOnePage || !p.more || evs.length === 0) return { got, pages, jsonMs, encoding };
+    if (untilOnePage || !p.more || evs.length === 0) return { got, pages, jsonMs };
   }
 }
 
@@ -103,7 +101,7 @@ async function rest(c) {
   const r = await readPages(c, 0, c.page, false);
   const ms = performance.now() - t0;
   if (r.got !== c.n) throw new Error(`read ${r.got} events, want ${c.n}`);
-  out({ t: "rest", ms, jsonMs: r.jsonMs, pages: r.pages, encoding: r.encoding });
+  out({ t: "rest", ms, jsonMs: r.jsonMs, pages: r.pages });
 }
 
 let run = null; // the recover run in progress
@@ -155,7 +153,7 @@ function recover(c) {
     if (r.phase === "dropping") {
       r.phase = "dropped";
       clearTimeout(r.timer); // the bench publishes now, then sends go
-      out({ t: "dropped", reason });
+      out({ t: "dropped" });
       return;
     }
     end({ t: "error", message: `disconnected (${reason}) in phase ${r.phase}` });
