@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -586,23 +587,34 @@ func execBegin(br pgx.BatchResults) error {
 // transaction (BEGIN) and commits it (COMMIT); a nil error then means the
 // transaction committed durably. It costs two round trips (lock and read,
 // then write and commit), or one when the store remembers every room's
-// head (heads.go) and fast is set; such a one-round-trip attempt returns
+// head (heads.go) and wantFast is set; such a one-round-trip attempt returns
 // an error wrapping errStaleHeads, with nothing written, when what it
 // remembered was stale.
-func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submission, ownTx, fast bool) ([][]AppendResult, []error, appended, error) {
+func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submission, ownTx, wantFast bool) ([][]AppendResult, []error, appended, error) {
 	ls := collectLocks(subs)
 	now := s.now()
 	var (
 		p        plan
 		oldHeads map[domain.Room]head
+		fast     bool
 	)
-	fast = fast && ownTx && s.heads != nil
-	if fast {
-		p, oldHeads, fast = s.heads.plan(ls.rooms, func(heads map[domain.Room]head) plan { return decide(subs, heads, nil, now) })
+	// The group commit marks its rooms busy in the head cache while it
+	// writes, and remembers the heads it leaves.
+	remember := ownTx && s.heads != nil
+	if remember {
+		var cached map[domain.Room]head
+		cached, fast = s.heads.begin(ls.rooms)
+		if fast = fast && wantFast; fast {
+			oldHeads = cached
+			p = decide(subs, maps.Clone(cached), nil, now)
+		}
 	}
 	if !fast {
 		heads, known, err := s.lockAndRead(ctx, q, ls, ownTx)
 		if err != nil {
+			if remember {
+				s.heads.end(ls.rooms, nil)
+			}
 			return nil, nil, appended{}, err
 		}
 		p = decide(subs, heads, known, now)
@@ -612,11 +624,12 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 	if !fast {
 		out.roundTrips = 2
 	}
-	switch {
-	case err == nil && ownTx && s.heads != nil && !fast:
-		s.heads.learn(p.heads)
-	case err != nil && fast:
-		s.heads.forget(ls.rooms)
+	if remember {
+		var left map[domain.Room]head // nil: forget the rooms
+		if err == nil {
+			left = p.heads
+		}
+		s.heads.end(ls.rooms, left)
 	}
 	if err != nil {
 		return nil, nil, appended{}, err

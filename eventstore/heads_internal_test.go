@@ -7,45 +7,45 @@ import (
 	"github.com/roomlog/roomlog/domain"
 )
 
-// TestHeadCache: a plan needs every room remembered; it builds on what a
-// concurrent plan reserved; learn never moves a head back; forget drops a
-// room; the cache stays within its bound.
+// TestHeadCache: a commit may build on remembered heads only when every
+// room is remembered and no other commit of the store is writing to it;
+// a committed transaction's heads are remembered (never moving a head
+// back), a failed one's rooms forgotten; the cache stays within its bound.
 func TestHeadCache(t *testing.T) {
-	bump := func(rooms ...domain.Room) func(map[domain.Room]head) plan {
-		return func(heads map[domain.Room]head) plan {
-			for _, r := range rooms {
-				h := heads[r]
-				heads[r] = head{seq: h.seq + 1, hash: []byte{byte(h.seq + 1)}}
-			}
-			return plan{heads: heads}
-		}
-	}
 	c := newHeadCache()
-	if _, _, ok := c.plan([]string{"a"}, bump("a")); ok {
-		t.Fatal("planned on a room it never saw")
+	rooms := func(rs ...string) []string { return rs }
+	h := func(seq int64) head { return head{seq: seq, hash: []byte{byte(seq)}} }
+
+	if _, ok := c.begin(rooms("a")); ok {
+		t.Fatal("built on a room it never saw")
 	}
-	c.learn(map[domain.Room]head{"a": {seq: 3, hash: []byte{3}}, "b": {seq: 0}})
-	if _, _, ok := c.plan([]string{"a", "b"}, bump("a", "b")); ok {
-		t.Fatal("planned on a room without rows (seq 0 is not remembered)")
+	c.end(rooms("a"), map[domain.Room]head{"a": h(3), "b": {}})
+	if got, ok := c.begin(rooms("a")); !ok || got["a"].seq != 3 {
+		t.Fatalf("after a commit: %v %v, want seq 3", got, ok)
 	}
-	_, old, ok := c.plan([]string{"a"}, bump("a"))
-	if !ok || old["a"].seq != 3 {
-		t.Fatalf("first plan: ok %v old %v, want to build on seq 3", ok, old)
+	// "a" is busy now: a second commit to it reads the heads.
+	if _, ok := c.begin(rooms("b", "a")); ok {
+		t.Fatal("built on a room another commit is writing")
 	}
-	_, old, ok = c.plan([]string{"a"}, bump("a"))
-	if !ok || old["a"].seq != 4 {
-		t.Fatalf("second plan: ok %v old %v, want to build on the first's seq 4", ok, old)
+	c.end(rooms("b", "a"), map[domain.Room]head{"a": h(5), "b": h(1)}) // the second ends first
+	c.end(rooms("a"), map[domain.Room]head{"a": h(4)})                 // then the first
+	if got, ok := c.begin(rooms("a", "b")); !ok || got["a"].seq != 5 || got["b"].seq != 1 {
+		t.Fatalf("after both: %v %v, want a at 5 (never moved back), b at 1", got, ok)
 	}
-	c.learn(map[domain.Room]head{"a": {seq: 4, hash: []byte{4}}})
-	if c.m["a"].seq != 5 {
-		t.Fatalf("learn moved the head back to %d", c.m["a"].seq)
+	c.end(rooms("a", "b"), nil) // failed
+	if _, ok := c.begin(rooms("a")); ok {
+		t.Fatal("built on a room a failed commit left")
 	}
-	c.forget([]string{"a"})
-	if _, _, ok := c.plan([]string{"a"}, bump("a")); ok {
-		t.Fatal("planned on a forgotten room")
+	c.end(rooms("a"), nil)
+	if _, ok := c.begin(rooms("b")); ok {
+		t.Fatal("remembered a room without rows (seq 0)")
+	}
+	c.end(rooms("b"), nil)
+	if len(c.busy) != 0 {
+		t.Fatalf("rooms still busy: %v", c.busy)
 	}
 	for i := range headCacheRooms + 10 {
-		c.learn(map[domain.Room]head{domain.Room(fmt.Sprintf("room-%d", i)): {seq: 1, hash: []byte{1}}})
+		c.end(nil, map[domain.Room]head{domain.Room(fmt.Sprintf("room-%d", i)): h(1)})
 	}
 	if len(c.m) > headCacheRooms {
 		t.Fatalf("cache holds %d rooms, bound %d", len(c.m), headCacheRooms)
