@@ -60,8 +60,8 @@ type RegistryConfig struct {
 	PollInterval time.Duration
 	// Coalesce is each Runner's wait after a wake-up before it reads (see
 	// Config.Coalesce): the wake-ups of many commits then cost each
-	// projection one read and one transaction. Default 20ms; negative
-	// means none.
+	// projection one read and one transaction. Default
+	// DefaultCoalesce; negative means none.
 	Coalesce time.Duration
 	// IdleCheckpoint is each Runner's Config.IdleCheckpoint: how long a
 	// projection may leave its stored checkpoint behind over events that
@@ -182,8 +182,14 @@ func (r *Registry) startRunner(ctx context.Context, p Projection) (*Runner, erro
 	return run, nil
 }
 
-// DefaultCoalesce is RegistryConfig.Coalesce's default.
-const DefaultCoalesce = 20 * time.Millisecond
+// DefaultCoalesce is RegistryConfig.Coalesce's default. Under a steady
+// stream of commits a projection then reads about ten times a second,
+// whatever the commit rate. At 200 publishes/s, 20 ms instead cost
+// PostgreSQL about 10% more of a CPU (850 transactions/s against ~660 for
+// the whole server), for read models that nothing on the live path waits
+// for: joins and recoveries check membership against the model plus the
+// events it has not applied yet (MembershipView).
+const DefaultCoalesce = 100 * time.Millisecond
 
 func (r *Registry) coalesce() time.Duration { return orDefault(r.cfg.Coalesce, DefaultCoalesce) }
 
