@@ -393,6 +393,9 @@ type plan struct {
 	// heads are the rooms' heads after rows (rooms without rows keep what
 	// was found).
 	heads map[domain.Room]head
+	// base, for a one-round-trip append, are the remembered heads rows
+	// build on, which roomlog_advance_heads checks (nil otherwise).
+	base map[domain.Room]head
 	// new idempotency keys
 	keyProducers, keyKeys, keyEvents []string
 	keyHashes                        [][]byte
@@ -594,9 +597,8 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 	ls := collectLocks(subs)
 	now := s.now()
 	var (
-		p        plan
-		oldHeads map[domain.Room]head
-		fast     bool
+		p    plan
+		fast bool
 	)
 	// The group commit marks its rooms busy in the head cache while it
 	// writes, and remembers the heads it leaves.
@@ -605,8 +607,8 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 		var cached map[domain.Room]head
 		cached, fast = s.heads.begin(ls.rooms)
 		if fast = fast && wantFast; fast {
-			oldHeads = cached
 			p = decide(subs, maps.Clone(cached), nil, now)
+			p.base = cached
 		}
 	}
 	if !fast {
@@ -619,7 +621,7 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 		}
 		p = decide(subs, heads, known, now)
 	}
-	res, out, err := s.write(ctx, q, subs, ls, p, oldHeads, ownTx, fast)
+	res, out, err := s.write(ctx, q, subs, ls, p, ownTx)
 	out.roundTrips = 1
 	if !fast {
 		out.roundTrips = 2
@@ -639,9 +641,11 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 
 // write sends p's writes in one round trip: rows, heads, keys, replay
 // lookups, the hand-off read, and (AppendTx) the NOTIFY or (group commit)
-// the COMMIT. With fast, the transaction's BEGIN and locks go first and
-// roomlog_advance_heads checks oldHeads (see appendInTx).
-func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls lockSet, p plan, oldHeads map[domain.Room]head, ownTx, fast bool) ([][]AppendResult, appended, error) {
+// the COMMIT. For a one-round-trip append (p.base set), the transaction's
+// BEGIN and locks go first and roomlog_advance_heads checks p.base (see
+// appendInTx).
+func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls lockSet, p plan, ownTx bool) ([][]AppendResult, appended, error) {
+	fast := p.base != nil
 	rows := &p.rows
 	var out appended
 	handoff := false
@@ -660,7 +664,7 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 	var hh, hoh [][]byte
 	for _, r := range ls.rooms {
 		h := p.heads[domain.Room(r)]
-		if o := oldHeads[domain.Room(r)]; h.seq > 0 && (!fast || h.seq != o.seq) {
+		if o := p.base[domain.Room(r)]; h.seq > 0 && (!fast || h.seq != o.seq) {
 			hr, hs, hh = append(hr, r), append(hs, h.seq), append(hh, h.hash)
 			hos, hoh = append(hos, o.seq), append(hoh, o.hash)
 		}
