@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/eventstore"
@@ -47,4 +48,56 @@ func BenchmarkAppendHandoff(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkAppendRoundTrips prices the one-round-trip append: one
+// publisher appends single events back to back over 100 rooms, alternating
+// between a store that remembers heads (one round trip per commit) and
+// one that reads them first (two), each on a database of its own, with a
+// hand-off consumer as roomlogd has. It reports each one's time per append
+// and their ratio (below 1: the one-round-trip append is faster).
+func BenchmarkAppendRoundTrips(b *testing.B) {
+	ctx := context.Background()
+	newBenchStore := func(headCache bool) *eventstore.Store {
+		pool := eventstoretest.New(b)
+		start, err := eventstore.New(pool, nil, nil).TailStart(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pos := start
+		s := eventstore.New(pool, testLogger(b), &eventstore.Config{
+			HandoffAfter: func() (domain.Position, bool) { return pos, true },
+			Handoff: func(_ context.Context, _ domain.Position, evs []domain.Delivery) {
+				pos = evs[len(evs)-1].Position
+			},
+			Writers: 1,
+		})
+		if !headCache {
+			s.WithoutHeadCache()
+		}
+		if err := s.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(s.Stop)
+		return s
+	}
+	one, two := newBenchStore(true), newBenchStore(false)
+	var oneTime, twoTime time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		r := req("x-bench", fmt.Sprintf(`{"i":%d}`, i), fmt.Sprintf("user-%d", i%100))
+		for _, st := range []struct {
+			s   *eventstore.Store
+			sum *time.Duration
+		}{{one, &oneTime}, {two, &twoTime}} {
+			t0 := time.Now()
+			if _, err := st.s.Append(ctx, r); err != nil {
+				b.Fatal(err)
+			}
+			*st.sum += time.Since(t0)
+		}
+	}
+	b.ReportMetric(float64(oneTime.Nanoseconds())/float64(b.N), "ns/append-1rt")
+	b.ReportMetric(float64(twoTime.Nanoseconds())/float64(b.N), "ns/append-2rt")
+	b.ReportMetric(float64(oneTime)/float64(twoTime), "1rt/2rt")
 }

@@ -108,3 +108,8 @@ func (s *Store) AppendStatements(ctx context.Context, tx pgx.Tx, reqs []AppendRe
 	_, _, _, err = s.appendInTx(ctx, rec, []*submission{sub}, true, false)
 	return rec.sql, err
 }
+
+// WithoutHeadCache makes every group commit of s read the heads first
+// (two round trips), as before the one-round-trip append. Call it before
+// the first append.
+func (s *Store) WithoutHeadCache() { s.heads = nil }
