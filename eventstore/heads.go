@@ -22,9 +22,9 @@ import (
 // two-round-trip way (errStaleHeads). So what the cache holds never decides
 // a seq or a hash: the check inside the transaction does.
 //
-// Two writers of one store may commit to the same room at once. Had both
-// built on the same remembered head, whichever took the room lock second
-// would find the head moved and pay a third round trip. So a room that a
+// Two writers of one store (Config.Writers) may commit to the same room
+// at once. Had both built on the same remembered head, whichever took the
+// room lock second would find the head moved and pay a third round trip. So a room that a
 // commit of this store is writing is busy, and a commit that touches a
 // busy room takes two round trips, reading the head once the room lock is
 // its. (Waiting for the first commit to end instead, and building on the

@@ -229,7 +229,9 @@ func TestConcurrentAppends(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := eventstoretest.New(t)
-	stores := []*eventstore.Store{newStore(t, pool, nil), newStore(t, secondPool(t, pool), &eventstore.Config{Writers: 1})}
+	// Two writers in one store (their commits to one room in flight at
+	// once), one in the other.
+	stores := []*eventstore.Store{newStore(t, pool, &eventstore.Config{Writers: 2}), newStore(t, secondPool(t, pool), &eventstore.Config{Writers: 1})}
 	const workers = 32
 	const perWorker = 60
 	var wg sync.WaitGroup

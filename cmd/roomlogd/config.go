@@ -32,6 +32,7 @@ type Config struct {
 	PresenceTTL      time.Duration // ROOMLOG_PRESENCE_TTL
 	ShutdownTimeout  time.Duration // ROOMLOG_SHUTDOWN_TIMEOUT
 	DBMaxConns       int           // ROOMLOG_DB_MAX_CONNS
+	AppendWriters    int           // ROOMLOG_APPEND_WRITERS
 	NodeID           string        // ROOMLOG_NODE_ID
 	LogLevel         string        // ROOMLOG_LOG_LEVEL
 	LogFormat        string        // ROOMLOG_LOG_FORMAT
@@ -73,6 +74,10 @@ const (
 	DefaultPresenceTTL     = 30 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultDBMaxConns      = 32
+	DefaultAppendWriters   = 1
+	// MaxAppendWriters bounds ROOMLOG_APPEND_WRITERS (each holds a pool
+	// connection while it commits).
+	MaxAppendWriters = 8
 )
 
 // envVars maps each variable to the field it sets; the table is also what
@@ -95,6 +100,7 @@ func (c *Config) envVars() []envVar {
 		{"ROOMLOG_PRESENCE_TTL", durVar(&c.PresenceTTL)},
 		{"ROOMLOG_SHUTDOWN_TIMEOUT", durVar(&c.ShutdownTimeout)},
 		{"ROOMLOG_DB_MAX_CONNS", intVar(&c.DBMaxConns)},
+		{"ROOMLOG_APPEND_WRITERS", intVar(&c.AppendWriters)},
 		{"ROOMLOG_NODE_ID", strVar(&c.NodeID)},
 		{"ROOMLOG_LOG_LEVEL", strVar(&c.LogLevel)},
 		{"ROOMLOG_LOG_FORMAT", strVar(&c.LogFormat)},
@@ -213,6 +219,9 @@ func (c Config) WithDefaults() Config {
 	if c.DBMaxConns == 0 {
 		c.DBMaxConns = DefaultDBMaxConns
 	}
+	if c.AppendWriters == 0 {
+		c.AppendWriters = DefaultAppendWriters
+	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
@@ -266,6 +275,9 @@ func (c Config) validate() error {
 	}
 	if c.DBMaxConns < 4 {
 		bad("ROOMLOG_DB_MAX_CONNS", "must be at least 4")
+	}
+	if c.AppendWriters < 1 || c.AppendWriters > MaxAppendWriters {
+		bad("ROOMLOG_APPEND_WRITERS", "must be 1 to %d", MaxAppendWriters)
 	}
 	if c.RatePublish < -1 {
 		bad("ROOMLOG_RATE_PUBLISH", "must be a positive rate, 0 for the default or -1 for no limit")

@@ -26,7 +26,7 @@ func TestLoadConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Addr != DefaultAddr || c.RecoveryWindow != 24*time.Hour || c.MaxPayloadBytes != 64<<10 || c.DatabaseURL != DefaultDatabaseURL || c.AuthCookie != "token" {
+		if c.Addr != DefaultAddr || c.RecoveryWindow != 24*time.Hour || c.MaxPayloadBytes != 64<<10 || c.DatabaseURL != DefaultDatabaseURL || c.AuthCookie != "token" || c.AppendWriters != 1 {
 			t.Fatalf("defaults: %+v", c)
 		}
 	})
@@ -69,6 +69,8 @@ func TestLoadConfig(t *testing.T) {
 		{"PprofUnspecified", map[string]string{"ROOMLOG_PPROF_ADDR": "0.0.0.0:6060"}, "ROOMLOG_PPROF_ADDR"},
 		{"PprofHostName", map[string]string{"ROOMLOG_PPROF_ADDR": "example.com:6060"}, "ROOMLOG_PPROF_ADDR"},
 		{"PprofNoPort", map[string]string{"ROOMLOG_PPROF_ADDR": "127.0.0.1"}, "ROOMLOG_PPROF_ADDR"},
+		{"NoWriters", map[string]string{"ROOMLOG_APPEND_WRITERS": "-1"}, "ROOMLOG_APPEND_WRITERS"},
+		{"TooManyWriters", map[string]string{"ROOMLOG_APPEND_WRITERS": "9"}, "ROOMLOG_APPEND_WRITERS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

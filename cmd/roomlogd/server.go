@@ -140,7 +140,7 @@ func (m *Main) Run(ctx context.Context) error {
 			recent.Add(d)
 		}
 	}
-	storeCfg := &eventstore.Config{OnCommit: met.onCommit}
+	storeCfg := &eventstore.Config{OnCommit: met.onCommit, Writers: cfg.AppendWriters}
 	if !cfg.TailOnly {
 		storeCfg.HandoffAfter, storeCfg.Handoff = live.Position, live.Handoff
 		// A commit the hand-off could not take is read from the tail at
