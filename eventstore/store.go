@@ -46,7 +46,7 @@ type Config struct {
 	// mostly made the two commit to the same rooms at once (each such
 	// commit then reads its heads first, and the later one's events miss
 	// the hand-off and go through the tail). On a 2-CPU machine with local
-	// storage, 1 instead of 2 gave 30-60% more events/s from 8 and 64
+	// storage, 1 instead of 2 gave 10-80% more events/s from 8 and 64
 	// publishers and ~40% lower p50 and p99 at 1,000 publishes/s; 2 lets
 	// one batch build while another waits for its flush, which may pay off
 	// where the flush is slow (network storage).
