@@ -298,6 +298,10 @@ type batchSender interface {
 // leaves the stretch to the tail.
 const handoffLimit = 4000
 
+// lockKeysSQL takes a transaction's advisory locks ($1, sorted; see
+// lockKey), before its first write.
+const lockKeysSQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
+
 // headsMovedCode is the SQLSTATE roomlog_advance_heads raises when a room
 // head is not where a one-round-trip append built on (heads.go).
 const headsMovedCode = "RLH01"
@@ -371,10 +375,10 @@ func collectLocks(subs []*submission) lockSet {
 // newRows are the rows a transaction inserts into events, one entry per
 // event and room, in insert order.
 type newRows struct {
-	ids, rooms, types, payloads, producers []string
-	seqs                                   []int64
-	prev, hash, payloadBytes               [][]byte
-	at                                     time.Time
+	ids, rooms, types, producers []string
+	seqs                         []int64
+	payloads, prev, hash         [][]byte // payloads go to a text[] parameter
+	at                           time.Time
 }
 
 // replaySlot is a request that repeats an idempotency key: it gets the
@@ -444,6 +448,7 @@ func decide(subs []*submission, heads map[domain.Room]head, known map[idemKey]id
 		}
 		p.results[si] = make([]AppendResult, len(sub.reqs))
 		for ri, pr := range sub.reqs {
+			id := pr.eventID.String()
 			if pr.req.IdempotencyKey != "" {
 				k := idemKey{pr.req.Producer, pr.req.IdempotencyKey}
 				if hit, ok := known[k]; ok {
@@ -451,7 +456,7 @@ func decide(subs []*submission, heads map[domain.Room]head, known map[idemKey]id
 					p.replayIDs = append(p.replayIDs, hit.eventID)
 					continue
 				}
-				if hit := local[k]; hit.eventID != pr.eventID.String() {
+				if hit := local[k]; hit.eventID != id {
 					// A duplicate of an earlier request in this
 					// submission: same result, nothing new written.
 					p.replays = append(p.replays, replaySlot{sub: si, req: ri, replayOf: hit.eventID})
@@ -459,10 +464,10 @@ func decide(subs []*submission, heads map[domain.Room]head, known map[idemKey]id
 				}
 				p.keyProducers = append(p.keyProducers, k.producer)
 				p.keyKeys = append(p.keyKeys, k.key)
-				p.keyEvents = append(p.keyEvents, pr.eventID.String())
+				p.keyEvents = append(p.keyEvents, id)
 				p.keyHashes = append(p.keyHashes, pr.contentHash)
 			}
-			res := AppendResult{EventID: pr.eventID.String(), At: now, Deliveries: make([]RoomSeq, len(pr.req.Rooms))}
+			res := AppendResult{EventID: id, At: now, Deliveries: make([]RoomSeq, len(pr.req.Rooms))}
 			for i, room := range pr.req.Rooms {
 				h := heads[room]
 				prev := h.hash
@@ -473,12 +478,11 @@ func decide(subs []*submission, heads map[domain.Room]head, known map[idemKey]id
 				sum := rowHash(prev, seq, pr.eventID, string(room), pr.req.Type, pr.req.Producer, now, pr.payload)
 				heads[room] = head{seq: seq, hash: sum}
 				r := &p.rows
-				r.ids = append(r.ids, pr.eventID.String())
+				r.ids = append(r.ids, id)
 				r.rooms = append(r.rooms, string(room))
 				r.seqs = append(r.seqs, seq)
 				r.types = append(r.types, pr.req.Type)
-				r.payloads = append(r.payloads, string(pr.payload))
-				r.payloadBytes = append(r.payloadBytes, pr.payload)
+				r.payloads = append(r.payloads, pr.payload)
 				r.producers = append(r.producers, pr.req.Producer)
 				r.prev = append(r.prev, prev)
 				r.hash = append(r.hash, sum)
@@ -503,7 +507,7 @@ func (s *Store) lockAndRead(ctx context.Context, q batchSender, ls lockSet, ownT
 	if ownTx {
 		s.queueBegin(b)
 	}
-	b.Queue("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k", ls.keys)
+	b.Queue(lockKeysSQL, ls.keys)
 	b.Queue("SELECT room, seq, hash FROM room_heads WHERE room = ANY($1::text[])", ls.rooms)
 	var idemProducers, idemKeys []string
 	for k := range ls.idem {
@@ -621,7 +625,7 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 		}
 		p = decide(subs, heads, known, now)
 	}
-	res, out, err := s.write(ctx, q, subs, ls, p, ownTx)
+	out, err := s.write(ctx, q, subs, ls, p, ownTx)
 	out.roundTrips = 1
 	if !fast {
 		out.roundTrips = 2
@@ -636,7 +640,7 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 	if err != nil {
 		return nil, nil, appended{}, err
 	}
-	return res, p.subErrs, out, nil
+	return p.results, p.subErrs, out, nil
 }
 
 // write sends p's writes in one round trip: rows, heads, keys, replay
@@ -644,7 +648,7 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 // the COMMIT. For a one-round-trip append (p.base set), the transaction's
 // BEGIN and locks go first and roomlog_advance_heads checks p.base (see
 // appendInTx).
-func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls lockSet, p plan, ownTx bool) ([][]AppendResult, appended, error) {
+func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls lockSet, p plan, ownTx bool) (appended, error) {
 	fast := p.base != nil
 	rows := &p.rows
 	var out appended
@@ -656,7 +660,7 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 	b := &pgx.Batch{}
 	if fast {
 		s.queueBegin(b)
-		b.Queue("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k", ls.keys)
+		b.Queue(lockKeysSQL, ls.keys)
 	}
 	// The rooms that get rows, with their heads before and after.
 	var hr []string
@@ -728,7 +732,7 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 		b.Queue("COMMIT")
 	}
 	if b.Len() == 0 {
-		return p.results, out, nil
+		return out, nil
 	}
 	br := q.SendBatch(ctx, b)
 	defer br.Close()
@@ -743,14 +747,14 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 	}
 	if fast {
 		if err := execBegin(br); err != nil {
-			return nil, appended{}, err
+			return appended{}, err
 		}
 		if _, err := br.Exec(); err != nil {
-			return nil, appended{}, classify("append: lock rooms", err)
+			return appended{}, classify("append: lock rooms", err)
 		}
 		if len(hr) > 0 {
 			if _, err := br.Exec(); err != nil {
-				return nil, appended{}, check(classify("append: advance heads", err))
+				return appended{}, check(classify("append: advance heads", err))
 			}
 		}
 	}
@@ -758,37 +762,37 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 	if len(rows.ids) > 0 && handoff {
 		var err error
 		if own, err = ownDeliveries(br, rows); err != nil {
-			return nil, appended{}, check(err)
+			return appended{}, check(err)
 		}
 	} else if len(rows.ids) > 0 {
 		if _, err := br.Exec(); err != nil {
-			return nil, appended{}, check(classify("append: insert events", err))
+			return appended{}, check(classify("append: insert events", err))
 		}
 	}
 	if len(rows.ids) > 0 && !fast {
 		if _, err := br.Exec(); err != nil {
-			return nil, appended{}, classify("append: update heads", err)
+			return appended{}, classify("append: update heads", err)
 		}
 	}
 	if len(p.keyKeys) > 0 {
 		if _, err := br.Exec(); err != nil {
-			return nil, appended{}, check(classify("append: insert idempotency keys", err))
+			return appended{}, check(classify("append: insert idempotency keys", err))
 		}
 	}
 	if len(p.replayIDs) > 0 {
 		if err := readReplays(br, subs, p); err != nil {
-			return nil, appended{}, err
+			return appended{}, err
 		}
 	}
 	if handoff {
 		var oldest bool
 		if err := br.QueryRow().Scan(&oldest); err != nil {
-			return nil, appended{}, classify("append: check writer horizon", err)
+			return appended{}, classify("append: check writer horizon", err)
 		}
 		rows, _ := br.Query() // its error is the rows' error too
 		evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Delivery, error) { return scanDelivery(r) })
 		if err != nil {
-			return nil, appended{}, classify("append: read hand-off", err)
+			return appended{}, classify("append: read hand-off", err)
 		}
 		// As many rows as the limit: the stretch may go on; the tail
 		// delivers.
@@ -798,7 +802,7 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 	}
 	if notify {
 		if _, err := br.Exec(); err != nil {
-			return nil, appended{}, classify("append: notify", err)
+			return appended{}, classify("append: notify", err)
 		}
 	}
 	if ownTx {
@@ -808,21 +812,21 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 			// never success. Retrying with the same idempotency key is safe.
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) {
-				return nil, appended{}, classify("append: commit", err)
+				return appended{}, classify("append: commit", err)
 			}
-			return nil, appended{}, unavailable("append: commit", err)
+			return appended{}, unavailable("append: commit", err)
 		}
 	}
 	if err := br.Close(); err != nil {
 		if ownTx {
-			return nil, appended{}, unavailable("append: commit", err)
+			return appended{}, unavailable("append: commit", err)
 		}
-		return nil, appended{}, classify("append: write", err)
+		return appended{}, classify("append: write", err)
 	}
 	if err := fillDuplicates(p); err != nil {
-		return nil, appended{}, err
+		return appended{}, err
 	}
-	return p.results, out, nil
+	return out, nil
 }
 
 // readReplays reads the originals of p's replayed requests (the statement
@@ -919,7 +923,7 @@ func ownDeliveries(br pgx.BatchResults, rows *newRows) ([]domain.Delivery, error
 			return fmt.Errorf("append: insert returned an unexpected row (%s, %d)", room, seq)
 		}
 		own[i] = domain.Delivery{
-			Event: domain.Event{ID: rows.ids[i], Type: rows.types[i], Payload: rows.payloadBytes[i], Producer: rows.producers[i], OccurredAt: rows.at},
+			Event: domain.Event{ID: rows.ids[i], Type: rows.types[i], Payload: rows.payloads[i], Producer: rows.producers[i], OccurredAt: rows.at},
 			Room:  domain.Room(rows.rooms[i]), Seq: seq, Position: domain.Position{Txid: txid.Uint64, ID: id},
 		}
 		n++

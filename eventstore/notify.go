@@ -11,11 +11,11 @@ import (
 //
 // A transaction that NOTIFYs takes, at commit, a cluster-wide lock on the
 // notification queue and holds it until its commit record is flushed: two
-// notifying transactions cannot commit at once, so the two group-commit
-// writers, whose whole point is that one batch can commit while the other
-// waits for its fsync, queued behind each other's fsync instead (the
-// publish path showed COMMITs waiting on that lock, wait event
-// Lock/object). The NOTIFY is only a wake-up hint (the log is the truth,
+// notifying transactions cannot commit at once, so group commits running
+// side by side (several writers, Config.Writers, or several processes),
+// which should overlap one batch's commit with another's fsync, queued
+// behind each other's fsync instead (the publish path showed COMMITs
+// waiting on that lock, wait event Lock/object). The NOTIFY is only a wake-up hint (the log is the truth,
 // and every tail also polls), so the writers send it after their COMMIT,
 // from one notifier goroutine and connection, in a transaction of its own
 // with synchronous_commit off: it holds the queue lock only for a moment and

@@ -148,8 +148,9 @@ func (s *Store) endFlight(done chan struct{}) {
 
 // handoffMissed tells the hand-off consumer to read the tail after a
 // commit whose events it could not take, because a transaction with an
-// older id could still write events. Usually that is this store's other
-// writer, whose commit overlapped; the tail cannot deliver the events
+// older id could still write events. With several writers
+// (Config.Writers) that is usually another writer of this store, whose
+// commit overlapped; the tail cannot deliver the events
 // until it has ended, so a read at once would find nothing and the
 // consumer would only look again after its recheck delay. So the call
 // waits until every other group commit of this store in flight now (own,
