@@ -45,7 +45,7 @@ func (s EventSpec) Allows(k RoomKind) bool { return slices.Contains(s.RoomKinds,
 // "payload.requestId" or "payload.data.offerId".
 func (s EventSpec) Validate(payload json.RawMessage) []FieldError {
 	v := validator{}
-	obj, ok := v.object(payload)
+	obj, ok := v.object(payload, len(s.Fields) > 0)
 	if !ok {
 		return v.errs
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -36,9 +37,28 @@ func (v *validator) add(field, msg string) {
 	}
 }
 
+// quickScanners pools the fast path's scratch space (quickjson.go).
+var quickScanners = sync.Pool{New: func() any { return new(quickScanner) }}
+
 // object checks that payload is well-formed JSON within roomlog's limits and
-// is an object, and returns its members.
-func (v *validator) object(payload json.RawMessage) (map[string]json.RawMessage, bool) {
+// is an object, and returns its members if members is set (nil otherwise).
+func (v *validator) object(payload json.RawMessage, members bool) (map[string]json.RawMessage, bool) {
+	q := quickScanners.Get().(*quickScanner)
+	defer quickScanners.Put(q)
+	if q.quickPayload(payload) {
+		if kindOf(payload) != '{' {
+			v.add("payload", "must be a JSON object")
+			return nil, false
+		}
+		if !members {
+			return nil, true
+		}
+		obj := make(map[string]json.RawMessage, len(q.members))
+		for _, m := range q.members {
+			obj[string(m.key)] = json.RawMessage(m.value)
+		}
+		return obj, true
+	}
 	if err := checkJSON(payload); err != nil {
 		v.add("payload", err.Error())
 		return nil, false
@@ -46,6 +66,9 @@ func (v *validator) object(payload json.RawMessage) (map[string]json.RawMessage,
 	if kindOf(payload) != '{' {
 		v.add("payload", "must be a JSON object")
 		return nil, false
+	}
+	if !members {
+		return nil, true
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &obj); err != nil {
