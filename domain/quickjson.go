@@ -1,6 +1,9 @@
 package domain
 
-import "unicode/utf8"
+import (
+	"sync"
+	"unicode/utf8"
+)
 
 // The fast path of payload validation.
 //
@@ -35,6 +38,29 @@ type quickScanner struct {
 	keys    [][]byte      // keys of the open objects, innermost last
 	members []quickMember // the top-level object's members
 }
+
+// ScanObject reports whether p is certainly a JSON object that payload
+// validation accepts as well-formed: one object, valid UTF-8, nesting at
+// most MaxPayloadDepth, no key repeated (ignoring case), no \u0000 or
+// unpaired surrogate escape, finite numbers. If so, it calls each for the
+// object's members in order, with the key's bytes (ASCII, no escapes, so
+// they are its value) and the value's, both slices of p. False says
+// nothing: p may be valid but unusual, or invalid; a caller then decodes
+// it with encoding/json, which explains what is wrong.
+func ScanObject(p []byte, each func(key, value []byte)) bool {
+	q := quickScanners.Get().(*quickScanner)
+	defer quickScanners.Put(q)
+	if !q.quickPayload(p) || kindOf(p) != '{' {
+		return false
+	}
+	for _, m := range q.members {
+		each(m.key, m.value)
+	}
+	return true
+}
+
+// quickScanners pools the fast path's scratch space.
+var quickScanners = sync.Pool{New: func() any { return new(quickScanner) }}
 
 // quickPayload reports true only if checkJSON(p) would return nil, in which
 // case q.members holds the top-level object's members in order when p is

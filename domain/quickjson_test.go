@@ -205,3 +205,25 @@ func BenchmarkPayloadCheck(b *testing.B) {
 	b.ReportMetric(float64(slow.Nanoseconds())/float64(b.N), "ns/payload-checkJSON")
 	b.ReportMetric(float64(quick)/float64(slow), "quick/checkJSON")
 }
+
+func TestScanObject(t *testing.T) {
+	body := []byte(`{"event":"x-bench","room":"user-1","payload":{"i":1,"pad":"xx"},"id":"k-1"}`)
+	var keys, values []string
+	if !ScanObject(body, func(k, v []byte) {
+		keys = append(keys, string(k))
+		values = append(values, string(v))
+	}) {
+		t.Fatalf("ScanObject declined %s", body)
+	}
+	wantKeys := []string{"event", "room", "payload", "id"}
+	wantValues := []string{`"x-bench"`, `"user-1"`, `{"i":1,"pad":"xx"}`, `"k-1"`}
+	if fmt.Sprint(keys) != fmt.Sprint(wantKeys) || fmt.Sprint(values) != fmt.Sprint(wantValues) {
+		t.Fatalf("members %q = %q, want %q = %q", keys, values, wantKeys, wantValues)
+	}
+	for _, p := range []string{`[{"a":1}]`, `"x"`, `{"a":1,"a":2}`, `{"a":`, `{"a":1e3}`} {
+		called := false
+		if ScanObject([]byte(p), func(_, _ []byte) { called = true }) || called {
+			t.Errorf("ScanObject(%q) vouched (or called back)", p)
+		}
+	}
+}

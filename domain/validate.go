@@ -8,7 +8,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -36,9 +35,6 @@ func (v *validator) add(field, msg string) {
 		v.errs = append(v.errs, FieldError{Field: field, Message: msg})
 	}
 }
-
-// quickScanners pools the fast path's scratch space (quickjson.go).
-var quickScanners = sync.Pool{New: func() any { return new(quickScanner) }}
 
 // object checks that payload is well-formed JSON within roomlog's limits and
 // is an object, and returns its members if members is set (nil otherwise).

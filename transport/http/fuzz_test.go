@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -24,7 +25,8 @@ func fuzzServer(t testing.TB) *Server {
 // FuzzPublishBody feeds arbitrary bodies to the publish decoder: it never
 // panics, and it either accepts events that passed the catalogue or fails
 // with invalid or too_large (never an internal error, which would be a
-// 500).
+// 500). Its one-pass path for single events decodes exactly what the
+// token-by-token decoder does, and fails with the same error.
 func FuzzPublishBody(f *testing.F) {
 	for _, seed := range []string{
 		`{"event":"x-a","room":"global","payload":{}}`,
@@ -33,6 +35,10 @@ func FuzzPublishBody(f *testing.F) {
 		`{"events":[1,{"event":5},[]]}`,
 		`{"Event":"x","event":"y"}`, `[]`, `{`, `{}{}`, `{"events":null}`,
 		`{"event":"x-a","room":"global","payload":{"a":"\u0000"}}`,
+		`{"event":"x-a","rooms":["global"],"payload":{"i":1,"pad":"xx"},"id":"k1"}`,
+		`{"event":"x-a","room":"global","payload":{"a":1},"payload":{"a":2}}`,
+		`{"event":"x-a","room":"global","payload":{"a":1},"extra":true}`,
+		`{"event":1,"room":["global"],"payload":[]}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -42,6 +48,11 @@ func FuzzPublishBody(f *testing.F) {
 		c, _ := gin.CreateTestContext(w)
 		c.Request = httptest.NewRequest(http.MethodPost, "/api/v1/events", strings.NewReader(string(body)))
 		events, err := s.decodePublish(limitBody(c, int64(s.cfg.MaxBodyBytes)))
+		c.Request = httptest.NewRequest(http.MethodPost, "/api/v1/events", strings.NewReader(string(body)))
+		streamed, streamErr := s.decodePublishStream(limitBody(c, int64(s.cfg.MaxBodyBytes)))
+		if !reflect.DeepEqual(events, streamed) || !reflect.DeepEqual(err, streamErr) {
+			t.Fatalf("%q: decodePublish = %+v, %v; decodePublishStream = %+v, %v", body, events, err, streamed, streamErr)
+		}
 		if err != nil {
 			if code := domain.ErrorCode(err); code != domain.CodeInvalid && code != domain.CodeTooLarge {
 				t.Fatalf("code %s for %q: %v", code, body, err)

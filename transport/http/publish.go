@@ -134,11 +134,44 @@ func (f *fieldErrors) add(name, message string) {
 }
 
 // decodePublish reads a publish body: one event {event, rooms | room,
-// payload, id?} or a batch {events: [...]}. It streams a batch element by
-// element, so it stops at the first payload over the limit or at the first
-// event past MaxBatchEvents without reading further. Keys are matched
-// exactly (encoding/json would match "Event" to "event") and may not repeat.
+// payload, id?} or a batch {events: [...]}. Keys are matched exactly
+// (encoding/json would match "Event" to "event") and may not repeat.
+//
+// The body (at most MaxBodyBytes) is read whole. A single event that
+// domain.ScanObject vouches for is split into its members in one pass;
+// anything else (a batch, an error, an unusual body) goes to
+// decodePublishStream, which gives every error its message.
 func (s *Server) decodePublish(r io.Reader) ([]publishEvent, error) {
+	body, err := io.ReadAll(r)
+	if err != nil {
+		// The stream decoder sees what was read, then the error, as if it
+		// had read the body itself: a malformed start is still reported as
+		// such, not as the size limit.
+		return s.decodePublishStream(io.MultiReader(bytes.NewReader(body), errorReader{err}))
+	}
+	single := object{members: make(map[string]json.RawMessage, 4)}
+	if domain.ScanObject(body, func(k, v []byte) {
+		key := string(k)
+		single.members[key] = v
+		single.keys = append(single.keys, key)
+	}) {
+		if _, batch := single.members["events"]; !batch {
+			return s.singleEvent(single)
+		}
+	}
+	return s.decodePublishStream(bytes.NewReader(body))
+}
+
+// errorReader fails every read with err.
+type errorReader struct{ err error }
+
+func (e errorReader) Read([]byte) (int, error) { return 0, e.err }
+
+// decodePublishStream decodes a publish body from r token by token. It
+// streams a batch element by element, so it stops at the first payload
+// over the limit or at the first event past MaxBatchEvents without
+// reading further.
+func (s *Server) decodePublishStream(r io.Reader) ([]publishEvent, error) {
 	dec := json.NewDecoder(r)
 	if err := expectDelim(dec, '{'); err != nil {
 		return nil, s.bodyShapeError(err, "the body must be a JSON object")
@@ -190,6 +223,12 @@ func (s *Server) decodePublish(r io.Reader) ([]publishEvent, error) {
 		}
 		return batch, nil
 	}
+	return s.singleEvent(single)
+}
+
+// singleEvent parses the members of a one-event body.
+func (s *Server) singleEvent(single object) ([]publishEvent, error) {
+	var errs fieldErrors
 	ev, err := s.parseEvent("", single, &errs)
 	if err != nil {
 		return nil, err
