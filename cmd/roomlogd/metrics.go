@@ -36,6 +36,11 @@ type metrics struct {
 	catchUpRequests prometheus.Counter
 	catchUpEvents   prometheus.Histogram
 	httpDuration    *prometheus.HistogramVec
+
+	// commitTripsBy holds commitTrips' counters for 1, 2 and 3 round
+	// trips, indexed by that number (0 is unused), so a commit does not
+	// look its label up.
+	commitTripsBy [4]prometheus.Counter
 }
 
 // latencyBuckets spans 0.5 ms to ~16 s.
@@ -112,8 +117,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.published.WithLabelValues(spec.Name)
 	}
 	m.published.WithLabelValues(labelExtension)
-	for _, n := range []string{"1", "2", "3"} {
-		m.commitTrips.WithLabelValues(n)
+	for n := 1; n < len(m.commitTripsBy); n++ {
+		m.commitTripsBy[n] = m.commitTrips.WithLabelValues(strconv.Itoa(n))
 	}
 	return m, nil
 }
@@ -125,7 +130,11 @@ func (m *metrics) onCommit(st eventstore.CommitStats) {
 	m.commitDuration.Observe(st.Took.Seconds())
 	m.commitRows.Observe(float64(st.Rows))
 	m.commitSubmits.Observe(float64(st.Submissions))
-	m.commitTrips.WithLabelValues(strconv.Itoa(st.RoundTrips)).Inc()
+	if n := st.RoundTrips; n > 0 && n < len(m.commitTripsBy) {
+		m.commitTripsBy[n].Inc()
+	} else {
+		m.commitTrips.WithLabelValues(strconv.Itoa(n)).Inc()
+	}
 }
 
 // onHandoff is projector.Fanout.OnHandoff.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roomlog/roomlog/domain"
+	"github.com/roomlog/roomlog/eventstore"
 	"github.com/roomlog/roomlog/eventstore/eventstoretest"
 	"github.com/roomlog/roomlog/transport/auth"
 	"github.com/roomlog/roomlog/transport/socketio"
@@ -202,5 +204,48 @@ func TestHubCollectorRecoveries(t *testing.T) {
 	}
 	if got["recovered"] != 3 || got["not_recoverable"] != 2 {
 		t.Errorf("recoveries: %v, want recovered 3, not_recoverable 2", got)
+	}
+}
+
+// TestCommitTrips: onCommit counts each commit under its round trips, the
+// pre-resolved counters (1, 2, 3) and any other value alike.
+func TestCommitTrips(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		trips []int
+		want  map[string]float64
+	}{
+		{"None", nil, map[string]float64{"1": 0, "2": 0, "3": 0}},
+		{"Known", []int{1, 2, 2, 3, 1, 1}, map[string]float64{"1": 3, "2": 2, "3": 1}},
+		{"Other", []int{0, 4, 4, 2}, map[string]float64{"0": 1, "1": 0, "2": 1, "3": 0, "4": 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := prometheus.NewRegistry()
+			m, err := newMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range tc.trips {
+				m.onCommit(eventstore.CommitStats{RoundTrips: n})
+			}
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]float64{}
+			for _, mf := range mfs {
+				if mf.GetName() != "roomlog_eventstore_commits_total" {
+					continue
+				}
+				for _, s := range mf.GetMetric() {
+					got[s.GetLabel()[0].GetValue()] = s.GetCounter().GetValue()
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("commits by round trips = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
