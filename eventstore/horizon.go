@@ -40,6 +40,19 @@ var roomLockClass = func() int64 {
 	return int64(ns.Sum32())
 }()
 
+// roomLockHoldersCTE lists the transactions holding a granted room lock
+// in this database ($1 = roomLockClass) as h(pid, virtualtransaction),
+// from l, one read of pg_locks. pid is null for a prepared transaction.
+// writerLocksCTE and writerAgeSQL share it, so that the metric of the
+// oldest writer counts exactly the transactions the horizon waits for.
+const roomLockHoldersCTE = `WITH l AS MATERIALIZED (
+		SELECT locktype, pid, virtualtransaction, transactionid, classid, objsubid, database, granted FROM pg_locks
+	), h AS MATERIALIZED (
+		SELECT DISTINCT pid, virtualtransaction FROM l
+		WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND classid = $1::int8::oid
+		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+	)`
+
 // writerLocksCTE lists the transaction ids of transactions holding a room
 // lock in this database ($1 = roomLockClass) as w(x32): 32-bit ids, as
 // pg_locks and pg_stat_activity show them.
@@ -54,13 +67,7 @@ var roomLockClass = func() int64 {
 // only ones the callers care about (see writerHorizonSQL and
 // oldestWriterSQL). Prepared transactions have no backend; their
 // transactionid lock (stable by then) stands in.
-const writerLocksCTE = `WITH l AS MATERIALIZED (
-		SELECT locktype, pid, virtualtransaction, transactionid, classid, objsubid, database, granted FROM pg_locks
-	), h AS MATERIALIZED (
-		SELECT DISTINCT pid, virtualtransaction FROM l
-		WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND classid = $1::int8::oid
-		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-	), w AS MATERIALIZED (
+const writerLocksCTE = roomLockHoldersCTE + `, w AS MATERIALIZED (
 		SELECT a.backend_xid::text::int8 AS x32 FROM h JOIN pg_stat_activity a ON a.pid = h.pid
 		WHERE a.backend_xid IS NOT NULL
 		UNION
@@ -92,6 +99,66 @@ var writerHorizonSQL = writerLocksCTE + `, r AS (SELECT pg_snapshot_xmax(pg_curr
 var oldestWriterSQL = writerLocksCTE + `, r AS (SELECT pg_current_xact_id()::text::int8 AS ref)
 	SELECT pg_snapshot_xmin(pg_current_snapshot()) >= pg_current_xact_id()
 	    OR NOT EXISTS (SELECT 1 FROM w, r WHERE ` + fullXid("w.x32", "r.ref") + ` < r.ref)`
+
+// writerAgeSQL returns, as float8 seconds, how long the oldest transaction
+// holding a room lock in this database ($1 = roomLockClass) has been
+// running (0 when none does), and how many holders it could not date
+// because pg_stat_activity hides their sessions from this role.
+//
+// A backend's age runs from its xact_start. A prepared transaction has no
+// backend, and PostgreSQL keeps no start time for it: its age runs from
+// its PREPARE TRANSACTION (pg_prepared_xacts.prepared), found through its
+// transactionid lock as in writerLocksCTE. That understates it by however
+// long it ran before PREPARE, but a prepared transaction is over on the
+// database's side: what it still holds back, it holds from then on.
+//
+// A holder's xact_start is null only when this role may not see the
+// session: a granted transaction-level lock means a transaction is
+// running. pg_has_role mirrors PostgreSQL's own visibility rule (a member
+// of the session's role or of pg_read_all_stats sees it), so a session
+// that merely holds a session-level lock with the same key outside a
+// transaction is not mistaken for a hidden one.
+var writerAgeSQL = roomLockHoldersCTE + `, s AS (
+		SELECT a.xact_start AS start,
+		       a.xact_start IS NULL
+		       AND NOT (pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_read_all_stats', 'USAGE')) AS hidden
+		FROM h JOIN pg_stat_activity a ON a.pid = h.pid
+		UNION ALL
+		SELECT p.prepared, false
+		FROM h JOIN l t ON t.virtualtransaction = h.virtualtransaction AND t.locktype = 'transactionid'
+		JOIN pg_prepared_xacts p ON p.transaction = t.transactionid
+		WHERE h.pid IS NULL
+	)
+	SELECT greatest(extract(epoch FROM now() - min(start)), 0)::float8, count(*) FILTER (WHERE hidden)
+	FROM s`
+
+// OldestWriterAge returns how long the oldest transaction that holds a
+// room lock in this database has been running, or 0 when none holds one.
+//
+// It is for monitoring live delivery. Such a transaction can still write
+// events, so the tail of every process (the writer horizon) waits for it:
+// while it runs, events that other processes commit after it began reach
+// no socket, however quickly they committed. roomlog's own group commits
+// hold room locks for milliseconds; a large age is a producer's AppendTx
+// inside a long (or idle) business transaction. The age of a prepared
+// transaction counts from its PREPARE TRANSACTION (see writerAgeSQL).
+//
+// It is one query over pg_locks and pg_stat_activity. The role must be
+// able to see the holders' sessions in pg_stat_activity (a superuser, the
+// holders' own role, or a member of pg_read_all_stats); if a holder's
+// session is hidden, OldestWriterAge returns an error rather than an age
+// that might leave out the oldest one.
+func (s *Store) OldestWriterAge(ctx context.Context) (time.Duration, error) {
+	var secs float64
+	var hidden int64
+	if err := s.pool.QueryRow(ctx, writerAgeSQL, roomLockClass).Scan(&secs, &hidden); err != nil {
+		return 0, classify("oldest writer age", err)
+	}
+	if hidden > 0 {
+		return 0, fmt.Errorf("oldest writer age: pg_stat_activity hides %d holders of room locks from this role (grant it pg_read_all_stats)", hidden)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
 
 // WriterHorizon returns a writer horizon computed after the call began:
 // every transaction with a smaller id that could write events has ended, so

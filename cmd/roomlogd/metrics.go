@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,6 +37,11 @@ type metrics struct {
 	catchUpRequests prometheus.Counter
 	catchUpEvents   prometheus.Histogram
 	httpDuration    *prometheus.HistogramVec
+
+	// commitTripsBy holds commitTrips' counters for 1, 2 and 3 round
+	// trips, indexed by that number (0 is unused), so a commit does not
+	// look its label up.
+	commitTripsBy [4]prometheus.Counter
 }
 
 // latencyBuckets spans 0.5 ms to ~16 s.
@@ -112,8 +118,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.published.WithLabelValues(spec.Name)
 	}
 	m.published.WithLabelValues(labelExtension)
-	for _, n := range []string{"1", "2", "3"} {
-		m.commitTrips.WithLabelValues(n)
+	for n := 1; n < len(m.commitTripsBy); n++ {
+		m.commitTripsBy[n] = m.commitTrips.WithLabelValues(strconv.Itoa(n))
 	}
 	return m, nil
 }
@@ -125,7 +131,11 @@ func (m *metrics) onCommit(st eventstore.CommitStats) {
 	m.commitDuration.Observe(st.Took.Seconds())
 	m.commitRows.Observe(float64(st.Rows))
 	m.commitSubmits.Observe(float64(st.Submissions))
-	m.commitTrips.WithLabelValues(strconv.Itoa(st.RoundTrips)).Inc()
+	if n := st.RoundTrips; n > 0 && n < len(m.commitTripsBy) {
+		m.commitTripsBy[n].Inc()
+	} else {
+		m.commitTrips.WithLabelValues(strconv.Itoa(n)).Inc()
+	}
 }
 
 // onHandoff is projector.Fanout.OnHandoff.
@@ -313,6 +323,53 @@ func (c *recentCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(s.Misses), "log")
 	ch <- prometheus.MustNewConstMetric(c.rooms, prometheus.GaugeValue, float64(s.Rooms))
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.Bytes))
+}
+
+// writerAger is the store's view the oldest-writer gauge reads at every
+// scrape (eventstore.Store). OldestWriterAge must return once ctx is done.
+type writerAger interface {
+	OldestWriterAge(ctx context.Context) (time.Duration, error)
+}
+
+// writerScrapeTimeout bounds the oldest-writer query of one scrape: a slow
+// or unreachable database costs that gauge's sample, never a hung scrape.
+const writerScrapeTimeout = time.Second
+
+// writerCollector exposes the age of the oldest transaction holding a room
+// lock (eventstore.Store.OldestWriterAge), queried at each scrape. When the
+// query fails or times out, the scrape has no sample of it and the error
+// is logged.
+type writerCollector struct {
+	store   writerAger
+	timeout time.Duration
+	log     *slog.Logger
+	age     *prometheus.Desc
+}
+
+func newWriterCollector(store writerAger, log *slog.Logger) *writerCollector {
+	return &writerCollector{
+		store:   store,
+		timeout: writerScrapeTimeout,
+		log:     log,
+		age: prometheus.NewDesc("roomlog_eventstore_oldest_writer_seconds",
+			"Age of the oldest transaction holding a room lock in this database (0 when none); live delivery of other processes' events waits for it.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *writerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.age }
+
+// Collect implements prometheus.Collector.
+func (c *writerCollector) Collect(ch chan<- prometheus.Metric) {
+	// Collect gets no context from the scrape; the timeout bounds it.
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	age, err := c.store.OldestWriterAge(ctx)
+	if err != nil {
+		c.log.WarnContext(ctx, "metrics: no sample of roomlog_eventstore_oldest_writer_seconds", "error", err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age.Seconds())
 }
 
 // metricsHandler serves reg's series at GET /metrics and passes every

@@ -3,15 +3,21 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roomlog/roomlog/domain"
+	"github.com/roomlog/roomlog/eventstore"
 	"github.com/roomlog/roomlog/eventstore/eventstoretest"
 	"github.com/roomlog/roomlog/transport/auth"
 	"github.com/roomlog/roomlog/transport/socketio"
@@ -86,6 +92,7 @@ func TestMetrics(t *testing.T) {
 		`roomlog_catchup_reads_total{source="log"}`,
 		"roomlog_recent_rooms",
 		"roomlog_recent_bytes",
+		"roomlog_eventstore_oldest_writer_seconds",
 		"go_goroutines",
 	} {
 		if _, ok := before[name]; !ok {
@@ -140,23 +147,65 @@ func TestMetrics(t *testing.T) {
 		}
 		return nil
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	var after map[string]float64
-	for {
-		after = scrape(t, base)
-		err := moved(after)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a scrape; the fan-out is asynchronous
-	}
+	after := scrapeUntil(t, base, moved) // the fan-out is asynchronous
 	for name := range after {
 		if strings.Contains(name, "room=") || strings.Contains(name, "user=") || strings.Contains(name, "socket=") {
 			t.Errorf("series %s has a per-room or per-user label", name)
 		}
+	}
+
+	// A producer's AppendTx in a transaction that stays open holds a room
+	// lock: the oldest-writer gauge grows while it runs and is 0 once it
+	// has ended (nothing else here holds a room lock for long).
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := m.store.AppendTx(ctx, tx, []eventstore.AppendRequest{{
+		Type: "x-held", Rooms: []domain.Room{"user-u2"}, Payload: json.RawMessage(`{}`), Producer: "test",
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	const oldest = "roomlog_eventstore_oldest_writer_seconds"
+	scrapeUntil(t, base, func(s map[string]float64) error {
+		if s[oldest] < 0.3 {
+			return fmt.Errorf("%s = %v while a writer has been open for a while, want at least 0.3", oldest, s[oldest])
+		}
+		return nil
+	})
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	scrapeUntil(t, base, func(s map[string]float64) error {
+		if v, ok := s[oldest]; !ok || v != 0 {
+			return fmt.Errorf("%s = %v (present %v) after the writer ended, want 0", oldest, v, ok)
+		}
+		return nil
+	})
+}
+
+// scrapeUntil scrapes /metrics until cond accepts the samples and returns
+// them, failing the test after 10 s.
+func scrapeUntil(t *testing.T, base string, cond func(map[string]float64) error) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := scrape(t, base)
+		err := cond(s)
+		if err == nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a scrape
 	}
 }
 
@@ -202,5 +251,112 @@ func TestHubCollectorRecoveries(t *testing.T) {
 	}
 	if got["recovered"] != 3 || got["not_recoverable"] != 2 {
 		t.Errorf("recoveries: %v, want recovered 3, not_recoverable 2", got)
+	}
+}
+
+// TestCommitTrips: onCommit counts each commit under its round trips, the
+// pre-resolved counters (1, 2, 3) and any other value alike.
+func TestCommitTrips(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		trips []int
+		want  map[string]float64
+	}{
+		{"None", nil, map[string]float64{"1": 0, "2": 0, "3": 0}},
+		{"Known", []int{1, 2, 2, 3, 1, 1}, map[string]float64{"1": 3, "2": 2, "3": 1}},
+		{"Other", []int{0, 4, 4, 2}, map[string]float64{"0": 1, "1": 0, "2": 1, "3": 0, "4": 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := prometheus.NewRegistry()
+			m, err := newMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range tc.trips {
+				m.onCommit(eventstore.CommitStats{RoundTrips: n})
+			}
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]float64{}
+			for _, mf := range mfs {
+				if mf.GetName() != "roomlog_eventstore_commits_total" {
+					continue
+				}
+				for _, s := range mf.GetMetric() {
+					got[s.GetLabel()[0].GetValue()] = s.GetCounter().GetValue()
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("commits by round trips = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// writerAgeFunc is a writerAger made of a function.
+type writerAgeFunc func(ctx context.Context) (time.Duration, error)
+
+func (f writerAgeFunc) OldestWriterAge(ctx context.Context) (time.Duration, error) { return f(ctx) }
+
+// TestWriterCollector: the oldest-writer gauge reports the store's answer
+// in seconds, and has no sample (and logs why) when the store fails or
+// does not answer within the collector's timeout; every query it makes
+// has a deadline.
+func TestWriterCollector(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		age    writerAgeFunc
+		want   float64
+		sample bool
+	}{
+		{"None", func(context.Context) (time.Duration, error) { return 0, nil }, 0, true},
+		{"Held", func(context.Context) (time.Duration, error) { return 1500 * time.Millisecond, nil }, 1.5, true},
+		{"Error", func(context.Context) (time.Duration, error) { return 0, errors.New("database down") }, 0, false},
+		{"Hangs", func(ctx context.Context) (time.Duration, error) {
+			<-ctx.Done() // a query that never answers, but honours ctx
+			return 0, ctx.Err()
+		}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs syncBuffer
+			c := newWriterCollector(writerAgeFunc(func(ctx context.Context) (time.Duration, error) {
+				if _, ok := ctx.Deadline(); !ok {
+					return 0, errors.New("query without a deadline")
+				}
+				return tc.age(ctx)
+			}), slog.New(slog.NewTextHandler(&logs, nil)))
+			c.timeout = 20 * time.Millisecond // Hangs waits this long
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(c)
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []float64
+			for _, mf := range mfs {
+				if mf.GetName() != "roomlog_eventstore_oldest_writer_seconds" {
+					continue
+				}
+				for _, m := range mf.GetMetric() {
+					got = append(got, m.GetGauge().GetValue())
+				}
+			}
+			switch {
+			case tc.sample && (len(got) != 1 || got[0] != tc.want):
+				t.Errorf("samples %v, want [%v]", got, tc.want)
+			case !tc.sample && len(got) != 0:
+				t.Errorf("samples %v, want none", got)
+			case !tc.sample && logs.String() == "":
+				t.Error("no sample and nothing logged")
+			case tc.sample && logs.String() != "":
+				t.Errorf("logged %q", logs.String())
+			}
+		})
 	}
 }

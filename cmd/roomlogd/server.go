@@ -207,6 +207,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := m.Registry.Register(newWriterCollector(m.store, log)); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	if err := m.Registry.Register(newHubCollector(m.hub.Stats)); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
