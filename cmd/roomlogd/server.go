@@ -113,8 +113,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	poolCfg.MaxConns = int32(cfg.DBMaxConns)
 	poolCfg.ConnConfig.ConnectTimeout = 5 * time.Second
-	// A transaction left idle holds back every tail in the cluster; never
-	// let one of ours do that for long.
+	// A transaction of ours left idle while it holds a room lock would hold
+	// back every process's tail on this database (the writer horizon), and
+	// any idle transaction holds back vacuum; never let one last long.
 	poolCfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "30000"
 	if m.pool, err = pgxpool.NewWithConfig(ctx, poolCfg); err != nil {
 		return fmt.Errorf("database pool: %w", err)
