@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"slices"
@@ -227,5 +228,48 @@ func TestScenariosFlagsRefused(t *testing.T) {
 				t.Fatalf("runScenariosCmd(%q) = %v, want an error naming %s", args, err, args[0])
 			}
 		})
+	}
+}
+
+func TestCommitStalls(t *testing.T) {
+	t.Parallel()
+	scrape := func(counts ...string) commitHist {
+		bounds := []string{"0.001", "0.002", "0.016", "0.032", "0.064", "0.128", "+Inf"}
+		var b strings.Builder
+		b.WriteString("# HELP roomlog_eventstore_commit_duration_seconds x\n")
+		for i, c := range counts {
+			b.WriteString(commitHistName + `{le="` + bounds[i] + `"} ` + c + "\n")
+		}
+		b.WriteString("roomlog_eventstore_commit_duration_seconds_count " + counts[len(counts)-1] + "\n")
+		h, err := parseCommitHist(bufio.NewScanner(strings.NewReader(b.String())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	before := scrape("10", "20", "30", "40", "41", "41", "41")
+	tests := []struct {
+		name  string
+		after commitHist
+		want  string
+	}{
+		{"NoneSlow", scrape("110", "220", "330", "440", "441", "441", "441"), "0"},
+		{"TwoUpTo64ms", scrape("110", "220", "330", "440", "443", "443", "443"), "2 (<=64ms)"},
+		{"OneUpTo128ms", scrape("10", "20", "30", "40", "41", "42", "42"), "1 (<=128ms)"},
+		{"BeyondTheLastBucket", scrape("10", "20", "30", "40", "41", "41", "43"), "2 (some > last bucket)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := stallsBetween(before, tt.after).String(); got != tt.want {
+				t.Fatalf("stalls = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := (commitStalls{}).String(); got != "-" {
+		t.Fatalf("unknown stalls = %q, want -", got)
+	}
+	if _, err := parseCommitHist(bufio.NewScanner(strings.NewReader("go_gc_duration_seconds 1\n"))); err == nil {
+		t.Fatal("parseCommitHist accepted a scrape without the histogram")
 	}
 }

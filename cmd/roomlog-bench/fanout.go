@@ -43,6 +43,10 @@ type fanoutResult struct {
 	// oldestXact is the oldest transaction with an xid on the PostgreSQL
 	// cluster seen while measuring (see xactWatch); 0 if not watched.
 	oldestXact xactSample
+	// stalls counts roomlogd's group commits longer than slowCommitBound
+	// from the end of the warmup until the last publish was answered (not
+	// known for the peer, or if a scrape failed).
+	stalls commitStalls
 }
 
 func (r fanoutResult) lossPct() float64 {
@@ -130,9 +134,18 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 	total := int((c.Warmup + c.Duration) / interval)
 	stopWatch := func() xactSample { return xactSample{} }
 	watchFrom := int(c.Warmup / interval)
+	// The commit histogram at the end of the warmup, scraped aside so the
+	// schedule does not wait for it.
+	commitsBefore := make(chan commitHist, 1)
 	for i := range total {
 		if i == watchFrom {
 			stopWatch = watch.start(ctx)
+			if s.metricsURL != "" {
+				go func() {
+					h, _ := scrapeCommits(ctx, s) // nil on failure: stalls unknown
+					commitsBefore <- h
+				}()
+			}
 		}
 		due := start.Add(time.Duration(i) * interval)
 		if d := time.Until(due); d > 0 {
@@ -149,6 +162,13 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 	}
 	close(jobs)
 	senders.Wait()
+	if s.metricsURL != "" && ctx.Err() == nil {
+		// Every measured publish is answered, so its commit is counted.
+		before := <-commitsBefore
+		if after, err := scrapeCommits(ctx, s); err == nil && before != nil {
+			res.stalls = stallsBetween(before, after)
+		}
+	}
 	res.published, res.pubErrs = published.Load(), pubErrs.Load()
 	res.expected = (res.published - res.pubErrs) * int64(c.Subs)
 	// Drain: wait until every expected delivery arrived, 5 s of silence or

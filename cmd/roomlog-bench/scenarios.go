@@ -224,6 +224,7 @@ type fanoutSummary struct {
 	oldestXact           time.Duration
 	pubErrs              int64
 	p99s                 []time.Duration // each successful run's p99
+	stalls               []commitStalls  // each successful run's slow commits
 }
 
 func summarize(runs []fanoutRun, measured time.Duration) fanoutSummary {
@@ -250,6 +251,7 @@ func summarize(runs []fanoutRun, measured time.Duration) fanoutSummary {
 		conn = append(conn, res.connectTook)
 		s.lossPct = max(s.lossPct, res.lossPct())
 		s.oldestXact = max(s.oldestXact, res.oldestXact.age)
+		s.stalls = append(s.stalls, res.stalls)
 		s.pubErrs += res.pubErrs
 		if s.pubErr == nil {
 			s.pubErr = res.firstErr
@@ -299,9 +301,10 @@ func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, target
 	}
 	fmt.Fprintf(out, "each cell: %v warmup + %v measured, open loop, latency from the scheduled send time to receipt by each subscriber (log-bucket histogram, ~3%% precision); %s (loss: the worst run; pub errors: the sum);\n", o.Warmup, o.Duration, runsNote(o.Repeat))
 	fmt.Fprintf(out, "publishes through roomlog's REST API (durable: acknowledged after COMMIT) or the Node peer's POST /publish; ~200-byte payload; loss = expected deliveries not received before 5 s pass with none arriving (at most %v after the last publish);\n", defaultDrainLimit)
-	fmt.Fprintf(out, "oldest xact: the oldest transaction holding an xid anywhere on the PostgreSQL cluster while measuring (worst run; sampled every 100 ms); roomlog's tail waits only for those that write events (the writer horizon), but any old transaction hints at a busy or shared cluster\n\n")
+	fmt.Fprintf(out, "oldest xact: the oldest transaction holding an xid anywhere on the PostgreSQL cluster while measuring (worst run; sampled every 100 ms); roomlog's tail waits only for those that write events (the writer horizon), but any old transaction hints at a busy or shared cluster\n")
+	fmt.Fprintf(out, "commits > %.0fms: roomlogd's group commits that took longer while measuring (its commit-duration histogram, scraped at the end of the warmup and once every publish was answered; in each run's order, with the bound of the slowest bucket); every publish waiting on such a commit waits as long, so a cell's p99 follows them\n\n", slowCommitBound*1000)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	hdr := "scenario\ttarget\tpub/s\tdeliveries/s\tp50\tp99\tp99.9\tmax\tpub ack p99\tloss\tpub errors\tconnect\toldest xact\tvs node p50/p99\t"
+	hdr := fmt.Sprintf("scenario\ttarget\tpub/s\tdeliveries/s\tp50\tp99\tp99.9\tmax\tpub ack p99\tloss\tpub errors\tconnect\toldest xact\tcommits > %.0fms\tvs node p50/p99\t", slowCommitBound*1000)
 	if o.Repeat > 1 {
 		hdr += "p99 of each run\t"
 	}
@@ -324,9 +327,13 @@ func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, target
 			if node >= 0 && ti != node && sums[node].ok > 0 {
 				ratio = fmt.Sprintf("%.1fx / %.1fx", ratioOf(r.p50, sums[node].p50), ratioOf(r.p99, sums[node].p99))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t%s\t", c.Name, t.s.name,
+			stalls := make([]string, len(r.stalls))
+			for k, st := range r.stalls {
+				stalls[k] = st.String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t%s\t%s\t", c.Name, t.s.name,
 				r.pubRate, r.deliverRate, ms(r.p50), ms(r.p99), ms(r.p999), ms(r.max),
-				ms(r.ackP99), r.lossPct, r.pubErrs, r.connect.Round(time.Millisecond), ms(r.oldestXact), ratio)
+				ms(r.ackP99), r.lossPct, r.pubErrs, r.connect.Round(time.Millisecond), ms(r.oldestXact), strings.Join(stalls, " "), ratio)
 			if o.Repeat > 1 {
 				each := make([]string, len(r.p99s))
 				for k, d := range r.p99s {

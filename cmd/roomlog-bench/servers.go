@@ -42,6 +42,8 @@ type server struct {
 	publishBatch func(ctx context.Context, c *http.Client, room string, ps [][]byte) error
 	// token mints a socket token for user ("" for the peer: no auth).
 	token func(user string) string
+	// metricsURL is roomlogd's /metrics ("" for the peer).
+	metricsURL string
 	// bearer is what catch-up reads send (roomlogd only).
 	bearer string
 	// relaunch starts the same server again on the same port and
@@ -144,7 +146,7 @@ func launchRoomlogd(ctx context.Context, bin, dbURL string, asyncCommit bool, ad
 	if asyncCommit {
 		name = "roomlog sync_commit=off"
 	}
-	s := &server{name: name, base: "http://" + addr, cmd: cmd, logs: logs}
+	s := &server{name: name, base: "http://" + addr, metricsURL: "http://" + addr + "/metrics", cmd: cmd, logs: logs}
 	s.relaunch = func(ctx context.Context) (*server, error) {
 		return launchRoomlogd(ctx, bin, dbURL, asyncCommit, addr, secret, key, env...)
 	}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// slowCommitBound is where a group commit counts as stalled in the (a)
+// and (b) tables (longer than this): a bucket bound of roomlogd's
+// roomlog_eventstore_commit_duration_seconds. A durable commit on a quiet
+// machine takes about a millisecond; one of 32 ms or more delays every
+// publish waiting on it by as much, so a cell's p99 follows these.
+const slowCommitBound = 0.032
+
+// commitHist is one scrape of roomlogd's commit-duration histogram: the
+// cumulative count of commits by bucket upper bound (seconds; +Inf too).
+type commitHist map[float64]float64
+
+// commitHistName is the histogram's series name in /metrics.
+const commitHistName = "roomlog_eventstore_commit_duration_seconds_bucket"
+
+// scrapeCommits reads the commit-duration histogram from s's /metrics.
+func scrapeCommits(ctx context.Context, s *server) (commitHist, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.metricsURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", s.metricsURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape %s: %s", s.metricsURL, resp.Status)
+	}
+	h, err := parseCommitHist(bufio.NewScanner(resp.Body))
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", s.metricsURL, err)
+	}
+	return h, nil
+}
+
+// parseCommitHist reads commitHistName's buckets from Prometheus text
+// exposition lines such as
+// roomlog_eventstore_commit_duration_seconds_bucket{le="0.032"} 3093.
+func parseCommitHist(sc *bufio.Scanner) (commitHist, error) {
+	h := commitHist{}
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, commitHistName+`{le="`)
+		if !ok {
+			continue
+		}
+		le, count, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			return nil, fmt.Errorf("malformed line %q", line)
+		}
+		bound, err := strconv.ParseFloat(le, 64) // accepts "+Inf"
+		if err != nil {
+			return nil, fmt.Errorf("bucket bound in %q: %w", line, err)
+		}
+		n, err := strconv.ParseFloat(count, 64)
+		if err != nil {
+			return nil, fmt.Errorf("count in %q: %w", line, err)
+		}
+		h[bound] = n
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if _, ok := h[math.Inf(1)]; !ok {
+		return nil, fmt.Errorf("no %s series", commitHistName)
+	}
+	return h, nil
+}
+
+// commitStalls is what the commit histogram says about one measured
+// window: how many commits took longer than slowCommitBound, and the upper
+// bound of the slowest bucket that gained a commit.
+type commitStalls struct {
+	known bool // false: the target has no such histogram
+	slow  int64
+	worst float64 // seconds; +Inf if beyond the last finite bound
+}
+
+// stallsBetween compares two scrapes of the histogram.
+func stallsBetween(before, after commitHist) commitStalls {
+	st := commitStalls{known: true}
+	below := after[slowCommitBound] - before[slowCommitBound]
+	st.slow = int64(after[math.Inf(1)] - before[math.Inf(1)] - below)
+	prev := 0.0
+	for _, b := range slices.Sorted(maps.Keys(after)) {
+		gained := after[b] - before[b]
+		if gained > prev {
+			st.worst = b
+		}
+		prev = gained
+	}
+	return st
+}
+
+// String is "n (≤ worst)", "0", or "-" for a target without the histogram.
+func (c commitStalls) String() string {
+	switch {
+	case !c.known:
+		return "-"
+	case c.slow == 0:
+		return "0"
+	case math.IsInf(c.worst, 1):
+		return fmt.Sprintf("%d (some > last bucket)", c.slow)
+	}
+	return fmt.Sprintf("%d (<=%.0fms)", c.slow, c.worst*1000)
+}
