@@ -39,6 +39,19 @@ type quickScanner struct {
 	members []quickMember // the top-level object's members
 }
 
+// QuickCheckJSON reports true only if p is certainly one well-formed JSON
+// value that payload validation accepts: valid UTF-8, nesting at most
+// MaxPayloadDepth, no key repeated (ignoring case), no \u0000 or
+// surrogate escape, no exponent. It is one pass and allocates nothing.
+// False says nothing: p may be valid but unusual, or invalid. A caller
+// that must know asks encoding/json then (json.Valid, or checkJSON's
+// rules through EventSpec.Validate).
+func QuickCheckJSON(p []byte) bool {
+	q := quickScanners.Get().(*quickScanner)
+	defer quickScanners.Put(q)
+	return q.quickPayload(p)
+}
+
 // ScanObject reports whether p is certainly a JSON object that payload
 // validation accepts as well-formed: one object, valid UTF-8, nesting at
 // most MaxPayloadDepth, no key repeated (ignoring case), no \u0000 or

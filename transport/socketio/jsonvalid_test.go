@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/roomlog/roomlog/domain"
 )
 
-// jsonCases are valid and invalid JSON texts around every rule quickValid
-// checks.
+// jsonCases are valid and invalid JSON texts around every rule of the
+// quick path (domain.QuickCheckJSON) and of JSON's grammar.
 var jsonCases = []string{
 	`{"i":1,"pad":"xxxx"}`, `{}`, `[]`, ` { } `, "\t[ ]\n", `{"a":[1,2,{"b":null}],"c":true,"d":false}`,
 	`"s"`, `""`, `0`, `-0`, `1.5`, `-1.5e3`, `1E+2`, `2e-2`, `123456789012345678901234567890`,
@@ -28,33 +30,33 @@ func TestValidJSON(t *testing.T) {
 		if got := validJSON(p); got != want {
 			t.Errorf("validJSON(%q) = %v, json.Valid %v", s, got, want)
 		}
-		if quickValid(p) && !want {
-			t.Errorf("quickValid(%q) vouched for invalid JSON", s)
+		if domain.QuickCheckJSON(p) && !want {
+			t.Errorf("domain.QuickCheckJSON(%q) vouched for invalid JSON", s)
 		}
 	}
 	// The usual payloads take the quick path.
 	for _, s := range []string{`{"i":1,"pad":"` + strings.Repeat("x", 160) + `"}`, `{"requestId":"r1","offer":{"price":"1.50"},"sellerId":"s1"}`,
-		`{"s":"a \" b \\","n":-1.5e3,"l":[true,false,null]}`, `[]`, `"x"`, `0`} {
-		if !quickValid([]byte(s)) {
-			t.Errorf("quickValid(%q) = false", s)
+		`{"s":"a \" b \\","n":-1.5,"l":[true,false,null]}`, `[]`, `"x"`, `0`} {
+		if !domain.QuickCheckJSON([]byte(s)) {
+			t.Errorf("domain.QuickCheckJSON(%q) = false", s)
 		}
 	}
-	deep := strings.Repeat("[", quickMaxDepth+1) + strings.Repeat("]", quickMaxDepth+1)
-	if quickValid([]byte(deep)) || !validJSON([]byte(deep)) {
-		t.Errorf("nesting deeper than %d: quick %v, valid %v", quickMaxDepth, quickValid([]byte(deep)), validJSON([]byte(deep)))
+	deep := strings.Repeat("[", domain.MaxPayloadDepth+1) + strings.Repeat("]", domain.MaxPayloadDepth+1)
+	if domain.QuickCheckJSON([]byte(deep)) || !validJSON([]byte(deep)) {
+		t.Errorf("nesting deeper than %d: quick %v, valid %v", domain.MaxPayloadDepth, domain.QuickCheckJSON([]byte(deep)), validJSON([]byte(deep)))
 	}
 }
 
 // FuzzValidJSON: validJSON agrees with json.Valid on every input, and
-// quickValid never vouches for invalid JSON.
+// domain.QuickCheckJSON never vouches for invalid JSON.
 func FuzzValidJSON(f *testing.F) {
 	for _, s := range jsonCases {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, p []byte) {
 		want := json.Valid(p)
-		if quickValid(p) && !want {
-			t.Fatalf("quickValid(%q) vouched for invalid JSON", p)
+		if domain.QuickCheckJSON(p) && !want {
+			t.Fatalf("domain.QuickCheckJSON(%q) vouched for invalid JSON", p)
 		}
 		if got := validJSON(p); got != want {
 			t.Fatalf("validJSON(%q) = %v, json.Valid %v", p, got, want)
