@@ -27,7 +27,8 @@ const quickMaxKeys = 64
 
 // quickMember is one member of a payload's top-level object: the key
 // (ASCII, no escapes, so its bytes are its value) and the value's bytes,
-// both slices of the payload.
+// both slices of the payload; or one element of a top-level array (no
+// key).
 type quickMember struct {
 	key, value []byte
 }
@@ -72,12 +73,28 @@ func ScanObject(p []byte, each func(key, value []byte)) bool {
 	return true
 }
 
+// ScanArray is ScanObject for a JSON array: if p is certainly an array
+// that payload validation accepts as well-formed, it calls each for the
+// elements in order (slices of p) and reports true.
+func ScanArray(p []byte, each func(elem []byte)) bool {
+	q := quickScanners.Get().(*quickScanner)
+	defer quickScanners.Put(q)
+	if !q.quickPayload(p) || kindOf(p) != '[' {
+		return false
+	}
+	for _, m := range q.members {
+		each(m.value)
+	}
+	return true
+}
+
 // quickScanners pools the fast path's scratch space.
 var quickScanners = sync.Pool{New: func() any { return new(quickScanner) }}
 
 // quickPayload reports true only if checkJSON(p) would return nil, in which
-// case q.members holds the top-level object's members in order when p is
-// an object (none otherwise). False means invalid or not checked here.
+// case q.members holds the top-level object's members, or the top-level
+// array's elements, in order (none for other values). False means invalid
+// or not checked here.
 func (q *quickScanner) quickPayload(p []byte) bool {
 	q.members = q.members[:0]
 	q.keys = q.keys[:0]
@@ -94,8 +111,13 @@ func (q *quickScanner) quickPayload(p []byte) bool {
 	// member records the top-level object's member whose value is
 	// p[start:end], once that value is complete.
 	member := func(start, end int) {
-		if depth == 1 && stack[0].object {
+		if depth != 1 {
+			return
+		}
+		if stack[0].object {
 			q.members = append(q.members, quickMember{key: q.keys[len(q.keys)-1], value: p[start:end]})
+		} else {
+			q.members = append(q.members, quickMember{value: p[start:end]})
 		}
 	}
 	i := skipWS(p, 0)

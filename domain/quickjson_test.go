@@ -17,10 +17,36 @@ func quickMembers(p []byte) (bool, map[string]string) {
 		return false, nil
 	}
 	m := map[string]string{}
-	for _, mem := range q.members {
-		m[string(mem.key)] = string(mem.value)
+	if kindOf(p) == '{' {
+		for _, mem := range q.members {
+			m[string(mem.key)] = string(mem.value)
+		}
 	}
 	return true, m
+}
+
+// quickElems returns the elements ScanArray finds in p (nil if it
+// declines or p is not an array).
+func quickElems(p []byte) []string {
+	var elems []string
+	if !ScanArray(p, func(e []byte) { elems = append(elems, string(e)) }) {
+		return nil
+	}
+	return elems
+}
+
+// unmarshalElems is what encoding/json finds in p if it is an array (nil
+// otherwise).
+func unmarshalElems(t testing.TB, p []byte) []string {
+	var raw []json.RawMessage
+	if kindOf(p) != '[' || json.Unmarshal(p, &raw) != nil {
+		return nil
+	}
+	elems := []string{}
+	for _, e := range raw {
+		elems = append(elems, string(e))
+	}
+	return elems
 }
 
 // unmarshalMembers is what the slow path hands the field checks.
@@ -64,8 +90,8 @@ func TestQuickPayloadVouches(t *testing.T) {
 			t.Errorf("fast path vouched for %.80q, checkJSON says %v", p, err)
 		}
 		if kindOf([]byte(p)) != '{' {
-			if len(got) != 0 {
-				t.Errorf("%q is not an object but has members %v", p, got)
+			if want := unmarshalElems(t, []byte(p)); fmt.Sprint(quickElems([]byte(p))) != fmt.Sprint(want) {
+				t.Errorf("elements of %.80q: got %q, want %q", p, quickElems([]byte(p)), want)
 			}
 			continue
 		}
@@ -165,6 +191,11 @@ func FuzzQuickPayload(f *testing.F) {
 				t.Fatalf("members of %q:\n got %v\nwant %v", p, got, want)
 			}
 		}
+		if kindOf(p) == '[' {
+			if got, want := quickElems(p), unmarshalElems(t, p); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("elements of %q:\n got %q\nwant %q", p, got, want)
+			}
+		}
 	})
 }
 
@@ -219,6 +250,14 @@ func TestScanObject(t *testing.T) {
 	wantValues := []string{`"x-bench"`, `"user-1"`, `{"i":1,"pad":"xx"}`, `"k-1"`}
 	if fmt.Sprint(keys) != fmt.Sprint(wantKeys) || fmt.Sprint(values) != fmt.Sprint(wantValues) {
 		t.Fatalf("members %q = %q, want %q = %q", keys, values, wantKeys, wantValues)
+	}
+	if got := quickElems([]byte(` [ {"event":"x-a"} , [] , 2 ] `)); fmt.Sprint(got) != fmt.Sprint([]string{`{"event":"x-a"}`, `[]`, `2`}) {
+		t.Fatalf("ScanArray elements = %q", got)
+	}
+	for _, p := range []string{`{}`, `[1,]`, `[1e3]`, `"x"`} {
+		if quickElems([]byte(p)) != nil {
+			t.Errorf("ScanArray(%q) vouched", p)
+		}
 	}
 	for _, p := range []string{`[{"a":1}]`, `"x"`, `{"a":1,"a":2}`, `{"a":`, `{"a":1e3}`} {
 		called := false

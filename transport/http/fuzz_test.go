@@ -39,6 +39,10 @@ func FuzzPublishBody(f *testing.F) {
 		`{"event":"x-a","room":"global","payload":{"a":1},"payload":{"a":2}}`,
 		`{"event":"x-a","room":"global","payload":{"a":1},"extra":true}`,
 		`{"event":1,"room":["global"],"payload":[]}`,
+		`{"events":[{"event":"x-a","room":"global","payload":{"i":1}},{"event":"x-b","rooms":["user-1"],"payload":{},"id":"k2"}]}`,
+		`{"events":[{"event":"x-a","room":"global","payload":{}},{"event":"x-b","payload":{},"extra":1},{"room":"global"}]}`,
+		`{"events":[{"event":"x-a","room":"global","payload":{"pad":"` + strings.Repeat("x", 300) + `"}},{"event":2}]}`,
+		`{"events":[]}`, `{"events":[{"event":"x-a","room":"global","payload":{}}],"room":"global"}`,
 	} {
 		f.Add([]byte(seed))
 	}

@@ -137,10 +137,10 @@ func (f *fieldErrors) add(name, message string) {
 // payload, id?} or a batch {events: [...]}. Keys are matched exactly
 // (encoding/json would match "Event" to "event") and may not repeat.
 //
-// The body (at most MaxBodyBytes) is read whole. A single event that
-// domain.ScanObject vouches for is split into its members in one pass;
-// anything else (a batch, an error, an unusual body) goes to
-// decodePublishStream, which gives every error its message.
+// The body (at most MaxBodyBytes) is read whole. A single event or a batch
+// that domain.ScanObject and ScanArray vouch for is split into its members
+// in one pass; anything else (an error of the body's shape, an unusual
+// body) goes to decodePublishStream, which gives every error its message.
 func (s *Server) decodePublish(r io.Reader) ([]publishEvent, error) {
 	body, err := io.ReadAll(r)
 	if err != nil {
@@ -149,17 +149,57 @@ func (s *Server) decodePublish(r io.Reader) ([]publishEvent, error) {
 		// such, not as the size limit.
 		return s.decodePublishStream(io.MultiReader(bytes.NewReader(body), errorReader{err}))
 	}
-	single := object{members: make(map[string]json.RawMessage, 4)}
-	if domain.ScanObject(body, func(k, v []byte) {
-		key := string(k)
-		single.members[key] = v
-		single.keys = append(single.keys, key)
-	}) {
-		if _, batch := single.members["events"]; !batch {
+	if single, ok := scanObject(body); ok {
+		if events, batch := single.members["events"]; !batch {
 			return s.singleEvent(single)
+		} else if len(single.keys) == 1 {
+			if evs, ok, err := s.scanBatch(events); ok {
+				return evs, err
+			}
 		}
 	}
 	return s.decodePublishStream(bytes.NewReader(body))
+}
+
+// scanObject splits raw into its members if domain.ScanObject vouches for
+// it: a well-formed object whose keys are plain ASCII and not repeated.
+func scanObject(raw []byte) (object, bool) {
+	o := object{members: make(map[string]json.RawMessage, 4)}
+	ok := domain.ScanObject(raw, func(k, v []byte) {
+		key := string(k)
+		o.members[key] = v
+		o.keys = append(o.keys, key)
+	})
+	return o, ok
+}
+
+// scanBatch decodes a batch's events array in one pass. It declines (ok
+// false) whatever decodeBatch would answer with an error of its own: not
+// an array, no events or more than MaxBatchEvents, an element that is not
+// an object domain.ScanObject vouches for. Errors from the events' members
+// are the ones decodeBatch gives, in the same order.
+func (s *Server) scanBatch(raw []byte) (evs []publishEvent, ok bool, err error) {
+	var elems [][]byte
+	if !domain.ScanArray(raw, func(e []byte) { elems = append(elems, e) }) || len(elems) == 0 || len(elems) > MaxBatchEvents {
+		return nil, false, nil
+	}
+	objs := make([]object, len(elems))
+	for i, e := range elems {
+		if objs[i], ok = scanObject(e); !ok {
+			return nil, false, nil
+		}
+	}
+	var errs fieldErrors
+	evs = make([]publishEvent, len(objs))
+	for i, o := range objs {
+		if evs[i], err = s.parseEvent(fmt.Sprintf("events[%d].", i), o, &errs); err != nil {
+			return nil, true, err
+		}
+	}
+	if len(errs) > 0 {
+		return nil, true, invalid("invalid events", errs...)
+	}
+	return evs, true, nil
 }
 
 // errorReader fails every read with err.
