@@ -106,8 +106,7 @@ func EntityRefs(eventType string, room Room, payload json.RawMessage) []EntityRe
 		out = append(out, EntityRef{Kind: k, ID: id})
 	}
 
-	var m map[string]json.RawMessage
-	if json.Unmarshal(payload, &m) == nil {
+	if m, err := objectMembers(payload); err == nil {
 		if eventType == EventNewPurchaseRequest {
 			add(EntityRequest, stringField(m, "_id"))
 		}
@@ -124,8 +123,7 @@ func EntityRefs(eventType string, room Room, payload json.RawMessage) []EntityRe
 		}
 		add(EntityPayment, stringField(m, "paymentId"))
 		if eventType == EventSellerOfferUpdate {
-			var data map[string]json.RawMessage
-			if json.Unmarshal(m["data"], &data) == nil {
+			if data, err := objectMembers(m["data"]); err == nil {
 				add(EntityPayment, stringField(data, "paymentId"))
 			}
 		}

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"encoding/json"
 	"sync"
 	"unicode/utf8"
 )
@@ -86,6 +87,26 @@ func ScanArray(p []byte, each func(elem []byte)) bool {
 		each(m.value)
 	}
 	return true
+}
+
+// objectMembers is json.Unmarshal of p into a map[string]json.RawMessage
+// (nil and an error if p is not a JSON object), in one pass when the fast
+// path vouches for p. The values are slices of p.
+func objectMembers(p []byte) (map[string]json.RawMessage, error) {
+	q := quickScanners.Get().(*quickScanner)
+	defer quickScanners.Put(q)
+	if q.quickPayload(p) && kindOf(p) == '{' {
+		m := make(map[string]json.RawMessage, len(q.members))
+		for _, mem := range q.members {
+			m[string(mem.key)] = json.RawMessage(mem.value)
+		}
+		return m, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(p, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // quickScanners pools the fast path's scratch space.

@@ -199,6 +199,30 @@ func FuzzQuickPayload(f *testing.F) {
 	})
 }
 
+// objectMembers is json.Unmarshal into a map of raw members, whichever
+// path it takes.
+func FuzzObjectMembers(f *testing.F) {
+	for _, s := range []string{`{"a":1,"b":{"c":[2]}}`, `{"a":1,"a":2}`, `{"a\u0062":1}`, `null`, `[1]`, `{`, ` {"x" : "y"} `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		got, err := objectMembers(p)
+		var want map[string]json.RawMessage
+		wantErr := json.Unmarshal(p, &want)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("objectMembers(%q) error %v, json.Unmarshal %v", p, err, wantErr)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("objectMembers(%q) = %q, json.Unmarshal %q", p, got, want)
+		}
+		for k, v := range want {
+			if string(got[k]) != string(v) {
+				t.Fatalf("objectMembers(%q)[%q] = %q, json.Unmarshal %q", p, k, got[k], v)
+			}
+		}
+	})
+}
+
 // BenchmarkPayloadCheck prices validating a typical payload (an extension
 // event's and a catalogue event's, whose members the field checks read):
 // the fast path against checkJSON plus the member decoding the validator
