@@ -663,8 +663,8 @@ func hasRef(refs []EntityRef, k EntityKind, id string) bool {
 
 // object returns the members of a JSON object, or nil.
 func object(raw json.RawMessage) map[string]json.RawMessage {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
+	m, err := objectMembers(raw)
+	if err != nil {
 		return nil
 	}
 	return m

@@ -145,8 +145,11 @@ func ImpliedMembership(eventType string, rooms []Room, payload json.RawMessage) 
 	// Fields are read by exact key from a map, never by decoding into a
 	// struct: encoding/json matches struct fields ignoring case, which could
 	// read a different key than the one ValidatePublish checked.
-	var m map[string]json.RawMessage
-	if json.Unmarshal(payload, &m) != nil {
+	if !slices.Contains(membershipEventTypes, eventType) {
+		return nil
+	}
+	m, err := objectMembers(payload)
+	if err != nil {
 		return nil
 	}
 	switch eventType {
