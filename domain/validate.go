@@ -39,8 +39,8 @@ func (v *validator) add(field, msg string) {
 // object checks that payload is well-formed JSON within roomlog's limits and
 // is an object, and returns its members if members is set (nil otherwise).
 func (v *validator) object(payload json.RawMessage, members bool) (map[string]json.RawMessage, bool) {
-	q := quickScanners.Get().(*quickScanner)
-	defer quickScanners.Put(q)
+	q := getScanner()
+	defer putScanner(q)
 	if q.quickPayload(payload) {
 		if kindOf(payload) != '{' {
 			v.add("payload", "must be a JSON object")
