@@ -236,22 +236,30 @@ func TestHubCollectorRecoveries(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newHubCollector(func() socketio.Stats { return socketio.Stats{Recovered: 3, RecoveryFailed: 2} }))
+	got := countersByLabel(t, reg, "roomlog_socketio_recoveries_total")
+	if got["recovered"] != 3 || got["not_recoverable"] != 2 {
+		t.Errorf("recoveries: %v, want recovered 3, not_recoverable 2", got)
+	}
+}
+
+// countersByLabel gathers reg and returns the counter family name's
+// values by the value of its one label.
+func countersByLabel(t *testing.T, reg *prometheus.Registry, name string) map[string]float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]float64{}
 	for _, mf := range mfs {
-		if mf.GetName() != "roomlog_socketio_recoveries_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
 		}
 	}
-	if got["recovered"] != 3 || got["not_recoverable"] != 2 {
-		t.Errorf("recoveries: %v, want recovered 3, not_recoverable 2", got)
-	}
+	return got
 }
 
 // TestCommitTrips: onCommit counts each commit under its round trips, the
@@ -277,19 +285,7 @@ func TestCommitTrips(t *testing.T) {
 			for _, n := range tc.trips {
 				m.onCommit(eventstore.CommitStats{RoundTrips: n})
 			}
-			mfs, err := reg.Gather()
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := map[string]float64{}
-			for _, mf := range mfs {
-				if mf.GetName() != "roomlog_eventstore_commits_total" {
-					continue
-				}
-				for _, s := range mf.GetMetric() {
-					got[s.GetLabel()[0].GetValue()] = s.GetCounter().GetValue()
-				}
-			}
+			got := countersByLabel(t, reg, "roomlog_eventstore_commits_total")
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("commits by round trips = %v, want %v", got, tc.want)
 			}
