@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"math"
 
 	"github.com/jackc/pgx/v5"
@@ -113,3 +114,19 @@ func (s *Store) AppendStatements(ctx context.Context, tx pgx.Tx, reqs []AppendRe
 // (two round trips), as before the one-round-trip append. Call it before
 // the first append.
 func (s *Store) WithoutHeadCache() { s.heads = nil }
+
+// ReadRoomsStepped is ReadRooms' byte-bounded read (readRoomsStepped),
+// which also returns how many rows PostgreSQL sent.
+func (s *Store) ReadRoomsStepped(ctx context.Context, cursors map[domain.Room]int64, limit, maxBytes int) ([]Page, int, error) {
+	var rooms []string
+	var afters []int64
+	for r, a := range cursors {
+		rooms = append(rooms, string(r))
+		afters = append(afters, a)
+	}
+	pages, ordered, fetched, err := s.readRoomsStepped(ctx, rooms, afters, limit, int64(maxBytes))
+	if err == nil && !ordered {
+		err = errors.New("rows out of order")
+	}
+	return pages, fetched, err
+}

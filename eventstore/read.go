@@ -29,8 +29,10 @@ type ReadOptions struct {
 	// once its payloads add up to MaxBytes or more (so they exceed it by
 	// less than one payload), and then has More set. A page always holds
 	// its first event, however large, so that a reader always advances.
-	// It bounds the memory and the answer; the rows past it, up to the
-	// limit, are still read from the database and dropped.
+	// It bounds the memory and the answer, and what PostgreSQL sends: a
+	// bounded read reads its rows in steps sized to the bytes still
+	// wanted (readRoomsStepped), so past the bound it reads at most one
+	// step more.
 	MaxBytes int
 }
 
@@ -148,7 +150,14 @@ func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, li
 		rooms = append(rooms, string(r))
 		afters = append(afters, max(a, 0))
 	}
-	pages, ordered, err := s.readRooms(ctx, readRoomsSQL, rooms, afters, limit, maxBytes)
+	var pages []Page
+	var ordered bool
+	var err error
+	if maxBytes < math.MaxInt64 {
+		pages, ordered, _, err = s.readRoomsStepped(ctx, rooms, afters, limit, maxBytes)
+	} else {
+		pages, ordered, err = s.readRooms(ctx, readRoomsSQL, rooms, afters, limit, maxBytes)
+	}
 	if err == nil && !ordered {
 		// Never seen: a plan that did not keep each room's rows in seq
 		// order. Read again, sorted by the server.
@@ -164,9 +173,9 @@ func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, li
 // readRoomsSQL reads each cursor's room after it, up to $3 rows. It has no
 // ORDER BY: each room's rows come out of the index on (room, seq) in seq
 // order already, and sorting them in the server cost more than checking
-// the order in readRooms. The byte bound is applied in readRooms, as the
-// rows arrive, too: a running sum in SQL (a window over the payloads'
-// lengths) doubled the query's time.
+// the order in readRooms. The byte bound is applied in Go, as the rows
+// arrive, and by reading them in steps (readRoomsStepped): a running sum
+// in SQL (a window over the payloads' lengths) doubled the query's time.
 //
 // txid and event_id come in binary (8 and 16 bytes) rather than cast to
 // text: PostgreSQL's text output of 10,000 of each was a tenth of the
@@ -181,93 +190,277 @@ const readRoomsSQL = `
 		ORDER BY e.seq LIMIT $3
 	) e ON true`
 
+// readRoomsStepSQL is readRoomsSQL with a limit per room ($3::int8[]),
+// for readRoomsStepped's first step.
+const readRoomsStepSQL = `
+	SELECT c.ord, coalesce(h.seq, 0), e.id, e.txid, e.event_id, e.seq, e.type, e.payload, e.producer, e.created_at
+	FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS c(room, after, lim, ord)
+	LEFT JOIN room_heads h ON h.room = c.room
+	LEFT JOIN LATERAL (
+		SELECT * FROM events e
+		WHERE e.room = c.room AND e.seq > c.after AND e.seq <= h.seq
+		ORDER BY e.seq LIMIT c.lim
+	) e ON true`
+
+// readRoomsMoreSQL reads readRoomsStepped's later steps: each room after
+// its cursor, up to its limit, and up to the head the first step read
+// ($4::int8[]), not the head of now. Every event up to a head that a
+// snapshot saw had committed by then (a head moves in the transaction
+// that inserts its events), and the log's rows are never updated and
+// never removed after a reader's cursor (triggers refuse UPDATE, DELETE
+// and TRUNCATE; at most the oldest events are archived away by hand), so
+// every later statement reads those same events: the steps agree as one
+// snapshot would, without holding a transaction open between them.
+const readRoomsMoreSQL = `
+	SELECT c.ord, c.head, e.id, e.txid, e.event_id, e.seq, e.type, e.payload, e.producer, e.created_at
+	FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) WITH ORDINALITY AS c(room, after, lim, head, ord)
+	LEFT JOIN LATERAL (
+		SELECT * FROM events e
+		WHERE e.room = c.room AND e.seq > c.after AND e.seq <= c.head
+		ORDER BY e.seq LIMIT c.lim
+	) e ON true`
+
 // readRoomsSortedSQL is readRoomsSQL with the order made explicit.
 const readRoomsSortedSQL = readRoomsSQL + ` ORDER BY c.ord, e.seq`
 
 // readRooms runs query and builds one page per room, in the order of
-// rooms. A page keeps its rows while their payloads add up to less than
-// maxBytes, and skips the rest. ordered is false if some room's rows did
-// not arrive in seq order; the pages are then not to be used.
+// rooms, from every row it returns (see roomsReader). ordered is false if
+// some room's rows did not arrive in seq order; the pages are then not to
+// be used.
 func (s *Store) readRooms(ctx context.Context, query string, rooms []string, afters []int64, limit int, maxBytes int64) (pages []Page, ordered bool, err error) {
 	rows, err := s.pool.Query(ctx, query, rooms, afters, limit)
 	if err != nil {
 		return nil, false, classify("read rooms", err)
 	}
+	r := newRoomsReader(rooms, afters, limit, maxBytes)
+	if ordered, err = r.read(rows); err != nil || !ordered {
+		return nil, ordered, err
+	}
+	pages, err = r.finish()
+	return pages, err == nil, err
+}
+
+// readRoomsStepped is readRooms for a byte-bounded read. It reads in
+// steps: first up to firstStep rows of every room (readRoomsStepSQL);
+// then, for each room that may have more and whose page is not full, as
+// many rows as would fill the bytes its page still has room for at the
+// average payload size it has seen, a quarter more (readRoomsMoreSQL, up
+// to the heads of the first step); and so on. PostgreSQL then sends the
+// rows the pages keep and at most one step more, instead of every row up
+// to the limit: 10,000 rows of 64 KiB payloads are about 625 MiB for a
+// page of 4 MiB. Each step is a plain query, whose rows stream while
+// PostgreSQL produces them (a cursor's FETCH collects its rows first,
+// and made a page of 10,000 events 40% slower). A read that the first
+// step completes costs one query, as readRooms does. It also returns how
+// many rows it read.
+func (s *Store) readRoomsStepped(ctx context.Context, rooms []string, afters []int64, limit int, maxBytes int64) (pages []Page, ordered bool, read int, err error) {
+	r := newRoomsReader(rooms, afters, limit, maxBytes)
+	stepRooms, stepAfters := rooms, afters
+	stepLimits := make([]int64, len(rooms))
+	r.index = make([]int, len(rooms))
+	for i := range rooms {
+		r.index[i], stepLimits[i] = i, int64(min(limit, firstStep))
+	}
+	var heads []int64
+	for {
+		clear(r.stepRows)
+		var rows pgx.Rows
+		if heads == nil {
+			rows, err = s.pool.Query(ctx, readRoomsStepSQL, stepRooms, stepAfters, stepLimits)
+		} else {
+			rows, err = s.pool.Query(ctx, readRoomsMoreSQL, stepRooms, stepAfters, stepLimits, heads)
+		}
+		if err != nil {
+			return nil, false, r.rows, classify("read rooms", err)
+		}
+		if ordered, err = r.read(rows); err != nil || !ordered {
+			return nil, ordered, r.rows, err
+		}
+		// A room that returned fewer rows than its step asked for has
+		// none left (up to the limit); one that returned as many may.
+		var nextRooms []string
+		var nextAfters, nextLimits, nextHeads []int64
+		var nextIndex []int
+		for k, i := range r.index {
+			if r.done[i] {
+				continue
+			}
+			if int64(r.stepRows[i]) < stepLimits[k] || r.rowsOf[i] >= limit {
+				r.markDone(i)
+				continue
+			}
+			nextRooms = append(nextRooms, rooms[i])
+			nextAfters = append(nextAfters, r.last[i])
+			nextLimits = append(nextLimits, int64(min(limit-r.rowsOf[i], r.nextStep(i))))
+			nextHeads = append(nextHeads, r.pages[i].Head)
+			nextIndex = append(nextIndex, i)
+		}
+		if len(nextRooms) == 0 {
+			break
+		}
+		stepRooms, stepAfters, stepLimits, heads, r.index = nextRooms, nextAfters, nextLimits, nextHeads, nextIndex
+	}
+	pages, err = r.finish()
+	return pages, err == nil, r.rows, err
+}
+
+// firstStep is readRoomsStepped's first step: small enough that a page
+// of the largest payloads (64 KiB by default) costs at most a few times
+// itself, large enough that the usual catch-up of a client that was away
+// briefly is one query.
+const firstStep = 256
+
+// roomsReader builds ReadRooms' pages from rows as they arrive, in one
+// result or over several fetches. A page keeps its rows while their
+// payloads add up to less than maxBytes, and skips the rest.
+type roomsReader struct {
+	rooms    []string
+	afters   []int64
+	limit    int
+	maxBytes int64
+	pages    []Page
+	// Per page: whether a row was seen, the last seq seen, the payload
+	// bytes kept, and whether no more of its rows can be kept.
+	seen  []bool
+	last  []int64
+	kept  []int64
+	done  []bool
+	ndone int // pages done
+	// rowsOf counts each page's rows (kept or not), stepRows those of
+	// the current step; index maps a row's cursor (ord) to its page when
+	// a step reads only some of the rooms (nil: the same).
+	rowsOf, stepRows []int
+	index            []int
+	rows             int // rows read, kept or not
+	sc               pageScanner
+	// Scan targets, declared once with the argument slice: they escape
+	// to the heap, so declaring them per row would allocate on every row.
+	ord, headSeq           int64
+	id, seq                pgtype.Int8
+	txid                   pgtype.Uint64
+	evID                   pgtype.UUID
+	typ, payload, producer pgtype.DriverBytes
+	at                     pgtype.Timestamptz
+	dest                   []any
+}
+
+func newRoomsReader(rooms []string, afters []int64, limit int, maxBytes int64) *roomsReader {
+	r := &roomsReader{
+		rooms: rooms, afters: afters, limit: limit, maxBytes: maxBytes,
+		pages:  make([]Page, len(rooms)),
+		seen:   make([]bool, len(rooms)),
+		last:   make([]int64, len(rooms)),
+		kept:   make([]int64, len(rooms)),
+		done:   make([]bool, len(rooms)),
+		rowsOf: make([]int, len(rooms)), stepRows: make([]int, len(rooms)),
+	}
+	r.dest = []any{&r.ord, &r.headSeq, &r.id, &r.txid, &r.evID, &r.seq, &r.typ, &r.payload, &r.producer, &r.at}
+	return r
+}
+
+// read adds rows to the pages and closes rows. It reports false if a
+// room's rows came out of seq order.
+func (r *roomsReader) read(rows pgx.Rows) (ordered bool, err error) {
 	defer rows.Close()
-	pages = make([]Page, len(rooms))
-	// Per page: whether a row was seen, the last seq seen, and the
-	// payload bytes kept.
-	seen := make([]bool, len(rooms))
-	last := make([]int64, len(rooms))
-	kept := make([]int64, len(rooms))
-	var sc pageScanner
-	// Declared once, with the argument slice: scan targets escape to the
-	// heap, so declaring them in the loop would allocate on every row.
-	var (
-		ord, headSeq           int64
-		id, seq                pgtype.Int8
-		txid                   pgtype.Uint64
-		evID                   pgtype.UUID
-		typ, payload, producer pgtype.DriverBytes
-		at                     pgtype.Timestamptz
-	)
-	dest := []any{&ord, &headSeq, &id, &txid, &evID, &seq, &typ, &payload, &producer, &at}
 	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return nil, false, classify("read rooms: scan", err)
+		r.rows++
+		if err := rows.Scan(r.dest...); err != nil {
+			return false, classify("read rooms: scan", err)
 		}
-		i := int(ord) - 1
-		if i < 0 || i >= len(pages) {
-			return nil, false, fmt.Errorf("read rooms: row for cursor %d of %d", ord, len(pages))
+		i := int(r.ord) - 1
+		if r.index != nil {
+			if i < 0 || i >= len(r.index) {
+				return false, fmt.Errorf("read rooms: row for cursor %d of %d", r.ord, len(r.index))
+			}
+			i = r.index[i]
 		}
-		p := &pages[i]
-		if !seen[i] {
-			seen[i] = true
-			p.Room, p.Head = domain.Room(rooms[i]), headSeq
+		if i < 0 || i >= len(r.pages) {
+			return false, fmt.Errorf("read rooms: row for cursor %d of %d", r.ord, len(r.pages))
+		}
+		p := &r.pages[i]
+		if !r.seen[i] {
+			r.seen[i] = true
+			p.Room, p.Head = domain.Room(r.rooms[i]), r.headSeq
 			// The rows to expect, at most: as many as the head is ahead
 			// of the cursor.
-			n := int(min(max(headSeq-afters[i], 0), int64(limit)))
+			n := int(min(max(r.headSeq-r.afters[i], 0), int64(r.limit)))
 			p.Events = make([]domain.Delivery, 0, n)
-			sc.grow(n)
+			r.sc.grow(n)
 		}
-		if !id.Valid || !seq.Valid || !at.Valid || !txid.Valid || !evID.Valid {
-			continue // a room with nothing after its cursor
+		if !r.id.Valid || !r.seq.Valid || !r.at.Valid || !r.txid.Valid || !r.evID.Valid {
+			r.markDone(i) // a room with nothing after its cursor
+			continue
 		}
-		if seq.Int64 <= last[i] {
-			return nil, false, nil
+		if r.seq.Int64 <= r.last[i] {
+			return false, nil
 		}
-		last[i] = seq.Int64
-		if len(p.Events) > 0 && kept[i] >= maxBytes {
+		r.last[i] = r.seq.Int64
+		r.rowsOf[i]++
+		r.stepRows[i]++
+		if len(p.Events) > 0 && r.kept[i] >= r.maxBytes {
 			continue // over the bound: the page ends before this row
 		}
-		kept[i] += int64(len(payload))
-		sc.addID(evID.Bytes, i, len(p.Events))
+		r.kept[i] += int64(len(r.payload))
+		if r.kept[i] >= r.maxBytes {
+			r.markDone(i)
+		}
+		r.sc.addID(r.evID.Bytes, i, len(p.Events))
 		p.Events = append(p.Events, domain.Delivery{
 			Event: domain.Event{
-				Type:       sc.intern(typ),
-				Payload:    sc.payload(payload),
-				Producer:   sc.intern(producer),
-				OccurredAt: at.Time.UTC(),
+				Type:       r.sc.intern(r.typ),
+				Payload:    r.sc.payload(r.payload),
+				Producer:   r.sc.intern(r.producer),
+				OccurredAt: r.at.Time.UTC(),
 			},
-			Room: p.Room, Seq: seq.Int64, Position: domain.Position{Txid: txid.Uint64, ID: id.Int64},
+			Room: p.Room, Seq: r.seq.Int64, Position: domain.Position{Txid: r.txid.Uint64, ID: r.id.Int64},
 		})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, classify("read rooms", err)
+		return false, classify("read rooms", err)
 	}
-	sc.setIDs(pages)
-	for i := range pages {
-		p := &pages[i]
-		if !seen[i] {
+	return true, nil
+}
+
+func (r *roomsReader) markDone(i int) {
+	if !r.done[i] {
+		r.done[i] = true
+		r.ndone++
+	}
+}
+
+// complete reports whether every page is done: every row still to come
+// would be skipped.
+func (r *roomsReader) complete() bool { return r.ndone == len(r.pages) }
+
+// nextStep sizes page i's next step: the rows that would fill the bytes
+// it still has room for at the average payload size it kept so far, plus
+// a quarter, and at least firstStep.
+func (r *roomsReader) nextStep(i int) int {
+	n := int64(len(r.pages[i].Events))
+	if n == 0 || r.kept[i] == 0 {
+		return MaxRoomReadLimit
+	}
+	avg := max(r.kept[i]/n, 1)
+	room := max(r.maxBytes-r.kept[i], 0)
+	est := room/avg + room/avg/4 + 1
+	return int(max(min(est, MaxRoomReadLimit), firstStep))
+}
+
+// finish completes the pages.
+func (r *roomsReader) finish() ([]Page, error) {
+	r.sc.setIDs(r.pages)
+	for i := range r.pages {
+		p := &r.pages[i]
+		if !r.seen[i] {
 			// Unreachable: the outer side of the joins yields every cursor.
-			return nil, false, fmt.Errorf("read rooms: no row for room %q", rooms[i])
+			return nil, fmt.Errorf("read rooms: no row for room %q", r.rooms[i])
 		}
 		// A room's seqs have no gaps up to its head (old events may have
 		// been dropped, never later ones), so events after the last one
 		// returned exist exactly when it is short of the head.
 		p.More = len(p.Events) > 0 && p.Events[len(p.Events)-1].Seq < p.Head
 	}
-	return pages, true, nil
+	return r.pages, nil
 }
 
 // pageScanner holds the shared memory of one ReadRooms answer.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -588,6 +589,81 @@ func TestReadRoomsMaxBytes(t *testing.T) {
 			}
 			if len(seqs) != 40 {
 				t.Fatalf("read %d events", len(seqs))
+			}
+		})
+	}
+}
+
+// TestReadRoomsFetchesWhatItKeeps: a byte-bounded read makes PostgreSQL
+// send the rows its pages keep and at most one step more, not every row
+// up to the limit, and answers exactly what the one-query read does.
+func TestReadRoomsFetchesWhatItKeeps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, eventstoretest.New(t), nil)
+	seed := func(room domain.Room, n, padLen int) {
+		for done := 0; done < n; {
+			var reqs []eventstore.AppendRequest
+			for ; done < n && len(reqs) < 100; done++ {
+				reqs = append(reqs, req("x-a", fmt.Sprintf(`{"i":%d,"pad":"%s"}`, done, strings.Repeat("p", padLen)), string(room)))
+			}
+			if _, err := s.AppendBatch(ctx, reqs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	seed("chat-big", 2000, 4000) // ~4 KiB payloads
+	seed("chat-small", 3000, 80) // ~100-byte payloads
+	for _, tc := range []struct {
+		name       string
+		cursors    map[domain.Room]int64
+		limit      int
+		maxBytes   int
+		maxFetched int                 // rows PostgreSQL may send; the one-query read sends every row up to the limit
+		wantEvents map[domain.Room]int // where the count is plain
+	}{
+		// 17 payloads reach 64 KiB: the first step (256 rows) is all,
+		// where one query would send 2,000.
+		{"BigRoomSmallBound", map[domain.Room]int64{"chat-big": 0}, 10_000, 64 << 10, 256, nil},
+		// About 512 payloads reach 2 MiB: a second step sized to the rest
+		// (one query: 1,990 rows).
+		{"BigRoomLargerBound", map[domain.Room]int64{"chat-big": 10}, 10_000, 2 << 20, 640, nil},
+		// Small payloads never reach 4 MiB: every row, in two steps.
+		{"SmallRoom", map[domain.Room]int64{"chat-small": 0}, 10_000, 4 << 20, 3000, map[domain.Room]int{"chat-small": 3000}},
+		{"RowLimit", map[domain.Room]int64{"chat-big": 0}, 3, 1 << 20, 3, map[domain.Room]int{"chat-big": 3}},
+		{"NothingAfterTheCursor", map[domain.Room]int64{"chat-big": 2000}, 10_000, 64 << 10, 1, map[domain.Room]int{"chat-big": 0}},
+		// Two rooms: the big one is full after the first step, the small
+		// one has only 10 rows left.
+		{"TwoRooms", map[domain.Room]int64{"chat-big": 0, "chat-small": 2990}, 10_000, 64 << 10, 256 + 10, map[domain.Room]int{"chat-small": 10}},
+		// Both rooms need a second step, each sized to its own payloads:
+		// the big room's rows past its bound are not read for the small
+		// room's sake.
+		{"TwoRoomsTwoSteps", map[domain.Room]int64{"chat-big": 1000, "chat-small": 0}, 10_000, 2 << 20, 3000 + 640, map[domain.Room]int{"chat-small": 3000}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pages, fetched, err := s.ReadRoomsStepped(ctx, tc.cursors, tc.limit, tc.maxBytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("PostgreSQL sent %d rows", fetched)
+			if fetched > tc.maxFetched {
+				t.Errorf("PostgreSQL sent %d rows, want at most %d", fetched, tc.maxFetched)
+			}
+			one, err := s.ReadRoomsSorted(ctx, tc.cursors, tc.limit, &eventstore.ReadOptions{MaxBytes: tc.maxBytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.SortFunc(pages, func(a, b eventstore.Page) int { return strings.Compare(string(a.Room), string(b.Room)) })
+			slices.SortFunc(one, func(a, b eventstore.Page) int { return strings.Compare(string(a.Room), string(b.Room)) })
+			if fmt.Sprint(pages) != fmt.Sprint(one) {
+				t.Fatalf("fetched read differs from the one-query read:\n%v\n%v", pages, one)
+			}
+			for _, p := range pages {
+				want, plain := tc.wantEvents[p.Room]
+				if plain && len(p.Events) != want || !plain && len(p.Events) == 0 {
+					t.Errorf("%s: %d events, want %v", p.Room, len(p.Events), tc.wantEvents[p.Room])
+				}
 			}
 		})
 	}
