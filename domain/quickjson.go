@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"encoding/json"
 	"sync"
 	"unicode/utf8"
@@ -27,19 +28,34 @@ import (
 // pairwise for duplicates; larger objects go to checkJSON.
 const quickMaxKeys = 64
 
+// span is where a key or value lies in the scanned input: p[start:end].
+// The scanner keeps offsets, not slices, so its pooled scratch space holds
+// no pointer into a payload.
+type span struct{ start, end int }
+
 // quickMember is one member of a payload's top-level object: the key
-// (ASCII, no escapes, so its bytes are its value) and the value's bytes,
-// both slices of the payload; or one element of a top-level array (no
-// key).
+// (ASCII, no escapes, so its bytes are its value) and the value; or one
+// element of a top-level array (key unused).
 type quickMember struct {
-	key, value []byte
+	key, value span
 }
 
-// quickScanner holds quickPayload's state between calls (a pool of key
-// spans), so that a validator reuses it.
+// quickScanner holds quickPayload's state between calls, so that the
+// scratch space is reused.
 type quickScanner struct {
-	keys    [][]byte      // keys of the open objects, innermost last
-	members []quickMember // the top-level object's members
+	keys    []span        // keys of the open objects, innermost last
+	members []quickMember // the top-level object's members or array's elements
+}
+
+// memberMap returns the members quickPayload found in p, as
+// json.Unmarshal into a map[string]json.RawMessage would; the values are
+// slices of p.
+func (q *quickScanner) memberMap(p []byte) map[string]json.RawMessage {
+	m := make(map[string]json.RawMessage, len(q.members))
+	for _, mem := range q.members {
+		m[string(p[mem.key.start:mem.key.end])] = p[mem.value.start:mem.value.end]
+	}
+	return m
 }
 
 // QuickCheckJSON reports true only if p is certainly one well-formed JSON
@@ -71,7 +87,7 @@ func ScanObject(p []byte, each func(key, value []byte)) bool {
 		return false
 	}
 	for _, m := range q.members {
-		each(m.key, m.value)
+		each(p[m.key.start:m.key.end], p[m.value.start:m.value.end])
 	}
 	return true
 }
@@ -86,7 +102,7 @@ func ScanArray(p []byte, each func(elem []byte)) bool {
 		return false
 	}
 	for _, m := range q.members {
-		each(m.value)
+		each(p[m.value.start:m.value.end])
 	}
 	return true
 }
@@ -98,11 +114,7 @@ func objectMembers(p []byte) (map[string]json.RawMessage, error) {
 	q := getScanner()
 	defer putScanner(q)
 	if q.quickPayload(p) && kindOf(p) == '{' {
-		m := make(map[string]json.RawMessage, len(q.members))
-		for _, mem := range q.members {
-			m[string(mem.key)] = json.RawMessage(mem.value)
-		}
-		return m, nil
+		return q.memberMap(p), nil
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(p, &m); err != nil {
@@ -117,9 +129,8 @@ var quickScanners = sync.Pool{New: func() any { return new(quickScanner) }}
 // getScanner takes a scanner from the pool; putScanner returns it.
 func getScanner() *quickScanner { return quickScanners.Get().(*quickScanner) }
 
-// putScanner returns q to the pool without its slices of the last input,
-// so the pool does not keep a payload alive; scratch space grown past
-// quickKeepCap (a large array's elements) is dropped rather than kept.
+// putScanner returns q to the pool; scratch space grown past quickKeepCap
+// (a large array's elements) is dropped rather than kept.
 func putScanner(q *quickScanner) {
 	if cap(q.keys) > quickKeepCap {
 		q.keys = nil
@@ -127,9 +138,6 @@ func putScanner(q *quickScanner) {
 	if cap(q.members) > quickKeepCap {
 		q.members = nil
 	}
-	clear(q.keys[:cap(q.keys)])
-	clear(q.members[:cap(q.members)])
-	q.keys, q.members = q.keys[:0], q.members[:0]
 	quickScanners.Put(q)
 }
 
@@ -159,11 +167,11 @@ func (q *quickScanner) quickPayload(p []byte) bool {
 		if depth != 1 {
 			return
 		}
+		m := quickMember{value: span{start, end}}
 		if stack[0].object {
-			q.members = append(q.members, quickMember{key: q.keys[len(q.keys)-1], value: p[start:end]})
-		} else {
-			q.members = append(q.members, quickMember{value: p[start:end]})
+			m.key = q.keys[len(q.keys)-1]
 		}
+		q.members = append(q.members, m)
 	}
 	i := skipWS(p, 0)
 	for {
@@ -183,7 +191,6 @@ func (q *quickScanner) quickPayload(p []byte) bool {
 			if i < n && p[i] == c+2 { // '}' or ']' at once: empty
 				depth--
 				i++
-				member(start, i)
 				break
 			}
 			if c == '{' {
@@ -198,25 +205,21 @@ func (q *quickScanner) quickPayload(p []byte) bool {
 			if i, ok = quickStr(p, i); !ok {
 				return false
 			}
-			member(start, i)
 		case c == '-' || c >= '0' && c <= '9':
 			var ok bool
 			if i, ok = quickNum(p, i); !ok {
 				return false
 			}
-			member(start, i)
 		case c == 't' && literalAt(p, i, "true"):
 			i += 4
-			member(start, i)
 		case c == 'f' && literalAt(p, i, "false"):
 			i += 5
-			member(start, i)
 		case c == 'n' && literalAt(p, i, "null"):
 			i += 4
-			member(start, i)
 		default:
 			return false
 		}
+		member(start, i) // a scalar or an empty container
 		// After a value: a comma and the next value, or the end of the
 		// innermost container (which completes a value in turn).
 		for {
@@ -268,9 +271,10 @@ func (q *quickScanner) key(p []byte, i, from int) (int, bool) {
 	if j >= len(p) || len(q.keys)-from >= quickMaxKeys {
 		return j, false
 	}
-	k := p[i+1 : j]
+	k := span{i + 1, j}
 	for _, prev := range q.keys[from:] {
-		if equalFoldASCII(prev, k) {
+		// Both ASCII: EqualFold is ASCII case folding here.
+		if bytes.EqualFold(p[prev.start:prev.end], p[k.start:k.end]) {
 			return j, false
 		}
 	}
@@ -280,30 +284,6 @@ func (q *quickScanner) key(p []byte, i, from int) (int, bool) {
 		return j, false
 	}
 	return skipWS(p, j+1), true
-}
-
-// equalFoldASCII reports whether a and b, both ASCII, are equal ignoring
-// case.
-func equalFoldASCII(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if x == y {
-			continue
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // quickStr checks the string that starts with the quote at i and returns

@@ -18,8 +18,8 @@ func quickMembers(p []byte) (bool, map[string]string) {
 	}
 	m := map[string]string{}
 	if kindOf(p) == '{' {
-		for _, mem := range q.members {
-			m[string(mem.key)] = string(mem.value)
+		for k, v := range q.memberMap(p) {
+			m[k] = string(v)
 		}
 	}
 	return true, m

@@ -49,11 +49,7 @@ func (v *validator) object(payload json.RawMessage, members bool) (map[string]js
 		if !members {
 			return nil, true
 		}
-		obj := make(map[string]json.RawMessage, len(q.members))
-		for _, m := range q.members {
-			obj[string(m.key)] = json.RawMessage(m.value)
-		}
-		return obj, true
+		return q.memberMap(payload), true
 	}
 	if err := checkJSON(payload); err != nil {
 		v.add("payload", err.Error())

@@ -24,10 +24,10 @@ import (
 //
 // Two writers of one store (Config.Writers) may commit to the same room
 // at once. Had both built on the same remembered head, whichever took the
-// room lock second would find the head moved and pay a third round trip. So a room that a
-// commit of this store is writing is busy, and a commit that touches a
-// busy room takes two round trips, reading the head once the room lock is
-// its. (Waiting for the first commit to end instead, and building on the
+// room lock second would find the head moved and pay a third round trip.
+// So a room that a commit of this store is writing is busy, and a commit
+// that touches a busy room takes two round trips, reading the head once
+// the room lock is its. (Waiting for the first commit to end instead, and building on the
 // heads it left, made the two writers take turns: in the append benchmark
 // p99 rose from 12 ms to 60–80 ms with 64 publishers.)
 

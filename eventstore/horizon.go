@@ -118,7 +118,7 @@ var oldestWriterSQL = writerLocksCTE + `, r AS (SELECT pg_current_xact_id()::tex
 // of the session's role or of pg_read_all_stats sees it), so a session
 // that merely holds a session-level lock with the same key outside a
 // transaction is not mistaken for a hidden one.
-var writerAgeSQL = roomLockHoldersCTE + `, s AS (
+const writerAgeSQL = roomLockHoldersCTE + `, s AS (
 		SELECT a.xact_start AS start,
 		       a.xact_start IS NULL
 		       AND NOT (pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_read_all_stats', 'USAGE')) AS hidden

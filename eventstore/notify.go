@@ -15,11 +15,11 @@ import (
 // side by side (several writers, Config.Writers, or several processes),
 // which should overlap one batch's commit with another's fsync, queued
 // behind each other's fsync instead (the publish path showed COMMITs
-// waiting on that lock, wait event Lock/object). The NOTIFY is only a wake-up hint (the log is the truth,
-// and every tail also polls), so the writers send it after their COMMIT,
-// from one notifier goroutine and connection, in a transaction of its own
-// with synchronous_commit off: it holds the queue lock only for a moment and
-// never waits for a disk. A listener woken by it sees the commit's rows,
+// waiting on that lock, wait event Lock/object). The NOTIFY is only a
+// wake-up hint (the log is the truth, and every tail also polls), so the
+// writers send it after their COMMIT, from one notifier goroutine and
+// connection, in a transaction of its own with synchronous_commit off: it
+// holds the queue lock only for a moment and never waits for a disk. A listener woken by it sees the commit's rows,
 // since they are committed before the NOTIFY is sent.
 //
 // The notifier coalesces: commits that end while it is sending cost one

@@ -31,8 +31,8 @@ type ReadOptions struct {
 	// its first event, however large, so that a reader always advances.
 	// It bounds the memory and the answer, and what PostgreSQL sends: a
 	// bounded read reads its rows in steps sized to the bytes still
-	// wanted (readRoomsStepped), so past the bound it reads at most one
-	// step more.
+	// wanted (readRoomsStepped), so it reads at most the first step
+	// (firstStep rows per room) or one step past the bound.
 	MaxBytes int
 }
 
@@ -170,37 +170,24 @@ func (s *Store) ReadRooms(ctx context.Context, cursors map[domain.Room]int64, li
 	return pages, nil
 }
 
-// readRoomsSQL reads each cursor's room after it, up to $3 rows. It has no
-// ORDER BY: each room's rows come out of the index on (room, seq) in seq
-// order already, and sorting them in the server cost more than checking
-// the order in readRooms. The byte bound is applied in Go, as the rows
-// arrive, and by reading them in steps (readRoomsStepped): a running sum
-// in SQL (a window over the payloads' lengths) doubled the query's time.
+// readRoomsSQL reads each cursor's room after it, up to its limit
+// ($3::int8[], one per room) and its head. It has no ORDER BY: each
+// room's rows come out of the index on (room, seq) in seq order already,
+// and sorting them in the server cost more than checking the order in
+// readRooms. The byte bound is applied in Go, as the rows arrive, and by
+// reading them in steps (readRoomsStepped): a running sum in SQL (a window
+// over the payloads' lengths) doubled the query's time.
 //
 // txid and event_id come in binary (8 and 16 bytes) rather than cast to
 // text: PostgreSQL's text output of 10,000 of each was a tenth of the
 // query's time, and the Go side formats the UUID at least as cheaply.
 const readRoomsSQL = `
-	SELECT c.ord, coalesce(h.seq, 0), e.id, e.txid, e.event_id, e.seq, e.type, e.payload, e.producer, e.created_at
-	FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS c(room, after, ord)
-	LEFT JOIN room_heads h ON h.room = c.room
-	LEFT JOIN LATERAL (
-		SELECT * FROM events e
-		WHERE e.room = c.room AND e.seq > c.after AND e.seq <= h.seq
-		ORDER BY e.seq LIMIT $3
-	) e ON true`
-
-// readRoomsStepSQL is readRoomsSQL with a limit per room ($3::int8[]),
-// for readRoomsStepped's first step.
-const readRoomsStepSQL = `
-	SELECT c.ord, coalesce(h.seq, 0), e.id, e.txid, e.event_id, e.seq, e.type, e.payload, e.producer, e.created_at
-	FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS c(room, after, lim, ord)
-	LEFT JOIN room_heads h ON h.room = c.room
-	LEFT JOIN LATERAL (
-		SELECT * FROM events e
-		WHERE e.room = c.room AND e.seq > c.after AND e.seq <= h.seq
-		ORDER BY e.seq LIMIT c.lim
-	) e ON true`
+	SELECT c.ord, c.head, ` + roomPageColumns + `
+	FROM (
+		SELECT u.*, coalesce(h.seq, 0) AS head
+		FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS u(room, after, lim, ord)
+		LEFT JOIN room_heads h ON h.room = u.room
+	) c` + roomPageJoin
 
 // readRoomsMoreSQL reads readRoomsStepped's later steps: each room after
 // its cursor, up to its limit, and up to the head the first step read
@@ -212,13 +199,21 @@ const readRoomsStepSQL = `
 // every later statement reads those same events: the steps agree as one
 // snapshot would, without holding a transaction open between them.
 const readRoomsMoreSQL = `
-	SELECT c.ord, c.head, e.id, e.txid, e.event_id, e.seq, e.type, e.payload, e.producer, e.created_at
-	FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) WITH ORDINALITY AS c(room, after, lim, head, ord)
+	SELECT c.ord, c.head, ` + roomPageColumns + `
+	FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) WITH ORDINALITY AS c(room, after, lim, head, ord)` + roomPageJoin
+
+// roomPageColumns and roomPageJoin are what readRoomsSQL and
+// readRoomsMoreSQL share: the events of each cursor c after c.after, up
+// to c.head, at most c.lim.
+const (
+	roomPageColumns = `e.id, e.txid, e.event_id, e.seq, e.type, e.payload, e.producer, e.created_at`
+	roomPageJoin    = `
 	LEFT JOIN LATERAL (
 		SELECT * FROM events e
 		WHERE e.room = c.room AND e.seq > c.after AND e.seq <= c.head
 		ORDER BY e.seq LIMIT c.lim
 	) e ON true`
+)
 
 // readRoomsSortedSQL is readRoomsSQL with the order made explicit.
 const readRoomsSortedSQL = readRoomsSQL + ` ORDER BY c.ord, e.seq`
@@ -228,7 +223,11 @@ const readRoomsSortedSQL = readRoomsSQL + ` ORDER BY c.ord, e.seq`
 // some room's rows did not arrive in seq order; the pages are then not to
 // be used.
 func (s *Store) readRooms(ctx context.Context, query string, rooms []string, afters []int64, limit int, maxBytes int64) (pages []Page, ordered bool, err error) {
-	rows, err := s.pool.Query(ctx, query, rooms, afters, limit)
+	limits := make([]int64, len(rooms))
+	for i := range limits {
+		limits[i] = int64(limit)
+	}
+	rows, err := s.pool.Query(ctx, query, rooms, afters, limits)
 	if err != nil {
 		return nil, false, classify("read rooms", err)
 	}
@@ -241,7 +240,7 @@ func (s *Store) readRooms(ctx context.Context, query string, rooms []string, aft
 }
 
 // readRoomsStepped is readRooms for a byte-bounded read. It reads in
-// steps: first up to firstStep rows of every room (readRoomsStepSQL);
+// steps: first up to firstStep rows of every room (readRoomsSQL);
 // then, for each room that may have more and whose page is not full, as
 // many rows as would fill the bytes its page still has room for at the
 // average payload size it has seen, a quarter more (readRoomsMoreSQL, up
@@ -266,7 +265,7 @@ func (s *Store) readRoomsStepped(ctx context.Context, rooms []string, afters []i
 		clear(r.stepRows)
 		var rows pgx.Rows
 		if heads == nil {
-			rows, err = s.pool.Query(ctx, readRoomsStepSQL, stepRooms, stepAfters, stepLimits)
+			rows, err = s.pool.Query(ctx, readRoomsSQL, stepRooms, stepAfters, stepLimits)
 		} else {
 			rows, err = s.pool.Query(ctx, readRoomsMoreSQL, stepRooms, stepAfters, stepLimits, heads)
 		}
@@ -286,7 +285,7 @@ func (s *Store) readRoomsStepped(ctx context.Context, rooms []string, afters []i
 				continue
 			}
 			if int64(r.stepRows[i]) < stepLimits[k] || r.rowsOf[i] >= limit {
-				r.markDone(i)
+				r.done[i] = true
 				continue
 			}
 			nextRooms = append(nextRooms, rooms[i])
@@ -311,7 +310,7 @@ func (s *Store) readRoomsStepped(ctx context.Context, rooms []string, afters []i
 const firstStep = 256
 
 // roomsReader builds ReadRooms' pages from rows as they arrive, in one
-// result or over several fetches. A page keeps its rows while their
+// result or over several steps (readRoomsStepped). A page keeps its rows while their
 // payloads add up to less than maxBytes, and skips the rest.
 type roomsReader struct {
 	rooms    []string
@@ -321,11 +320,10 @@ type roomsReader struct {
 	pages    []Page
 	// Per page: whether a row was seen, the last seq seen, the payload
 	// bytes kept, and whether no more of its rows can be kept.
-	seen  []bool
-	last  []int64
-	kept  []int64
-	done  []bool
-	ndone int // pages done
+	seen []bool
+	last []int64
+	kept []int64
+	done []bool
 	// rowsOf counts each page's rows (kept or not), stepRows those of
 	// the current step; index maps a row's cursor (ord) to its page when
 	// a step reads only some of the rooms (nil: the same).
@@ -388,7 +386,7 @@ func (r *roomsReader) read(rows pgx.Rows) (ordered bool, err error) {
 			r.sc.grow(n)
 		}
 		if !r.id.Valid || !r.seq.Valid || !r.at.Valid || !r.txid.Valid || !r.evID.Valid {
-			r.markDone(i) // a room with nothing after its cursor
+			r.done[i] = true // a room with nothing after its cursor
 			continue
 		}
 		if r.seq.Int64 <= r.last[i] {
@@ -402,7 +400,7 @@ func (r *roomsReader) read(rows pgx.Rows) (ordered bool, err error) {
 		}
 		r.kept[i] += int64(len(r.payload))
 		if r.kept[i] >= r.maxBytes {
-			r.markDone(i)
+			r.done[i] = true
 		}
 		r.sc.addID(r.evID.Bytes, i, len(p.Events))
 		p.Events = append(p.Events, domain.Delivery{
@@ -420,17 +418,6 @@ func (r *roomsReader) read(rows pgx.Rows) (ordered bool, err error) {
 	}
 	return true, nil
 }
-
-func (r *roomsReader) markDone(i int) {
-	if !r.done[i] {
-		r.done[i] = true
-		r.ndone++
-	}
-}
-
-// complete reports whether every page is done: every row still to come
-// would be skipped.
-func (r *roomsReader) complete() bool { return r.ndone == len(r.pages) }
 
 // nextStep sizes page i's next step: the rows that would fill the bytes
 // it still has room for at the average payload size it kept so far, plus

@@ -150,9 +150,9 @@ func (s *Store) endFlight(done chan struct{}) {
 // commit whose events it could not take, because a transaction with an
 // older id could still write events. With several writers
 // (Config.Writers) that is usually another writer of this store, whose
-// commit overlapped; the tail cannot deliver the events
-// until it has ended, so a read at once would find nothing and the
-// consumer would only look again after its recheck delay. So the call
+// commit overlapped; the tail cannot deliver the events until it has
+// ended, so a read at once would find nothing and the consumer would only
+// look again after its recheck delay. So the call
 // waits until every other group commit of this store in flight now (own,
 // the commit that just finished) has ended, hand-off included; commits
 // that start later get younger ids and cannot hold the events back.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"slices"
@@ -237,11 +236,13 @@ func TestCommitStalls(t *testing.T) {
 		bounds := []string{"0.001", "0.002", "0.016", "0.032", "0.064", "0.128", "+Inf"}
 		var b strings.Builder
 		b.WriteString("# HELP roomlog_eventstore_commit_duration_seconds x\n")
+		b.WriteString("# TYPE roomlog_eventstore_commit_duration_seconds histogram\n")
 		for i, c := range counts {
-			b.WriteString(commitHistName + `{le="` + bounds[i] + `"} ` + c + "\n")
+			b.WriteString(commitHistName + `_bucket{le="` + bounds[i] + `"} ` + c + "\n")
 		}
+		b.WriteString("roomlog_eventstore_commit_duration_seconds_sum 1\n")
 		b.WriteString("roomlog_eventstore_commit_duration_seconds_count " + counts[len(counts)-1] + "\n")
-		h, err := parseCommitHist(bufio.NewScanner(strings.NewReader(b.String())))
+		h, err := parseCommitHist(strings.NewReader(b.String()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -269,7 +270,7 @@ func TestCommitStalls(t *testing.T) {
 	if got := (commitStalls{}).String(); got != "-" {
 		t.Fatalf("unknown stalls = %q, want -", got)
 	}
-	if _, err := parseCommitHist(bufio.NewScanner(strings.NewReader("go_gc_duration_seconds 1\n"))); err == nil {
+	if _, err := parseCommitHist(strings.NewReader("go_gc_duration_seconds 1\n")); err == nil {
 		t.Fatal("parseCommitHist accepted a scrape without the histogram")
 	}
 }

@@ -1,16 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // slowCommitBound is where a group commit counts as stalled in the (a)
@@ -24,8 +25,8 @@ const slowCommitBound = 0.032
 // cumulative count of commits by bucket upper bound (seconds; +Inf too).
 type commitHist map[float64]float64
 
-// commitHistName is the histogram's series name in /metrics.
-const commitHistName = "roomlog_eventstore_commit_duration_seconds_bucket"
+// commitHistName is the histogram's name in /metrics.
+const commitHistName = "roomlog_eventstore_commit_duration_seconds"
 
 // scrapeCommits reads the commit-duration histogram from s's /metrics.
 func scrapeCommits(ctx context.Context, s *server) (commitHist, error) {
@@ -43,43 +44,29 @@ func scrapeCommits(ctx context.Context, s *server) (commitHist, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("scrape %s: %s", s.metricsURL, resp.Status)
 	}
-	h, err := parseCommitHist(bufio.NewScanner(resp.Body))
+	h, err := parseCommitHist(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s: %w", s.metricsURL, err)
 	}
 	return h, nil
 }
 
-// parseCommitHist reads commitHistName's buckets from Prometheus text
-// exposition lines such as
-// roomlog_eventstore_commit_duration_seconds_bucket{le="0.032"} 3093.
-func parseCommitHist(sc *bufio.Scanner) (commitHist, error) {
-	h := commitHist{}
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, commitHistName+`{le="`)
-		if !ok {
-			continue
-		}
-		le, count, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			return nil, fmt.Errorf("malformed line %q", line)
-		}
-		bound, err := strconv.ParseFloat(le, 64) // accepts "+Inf"
-		if err != nil {
-			return nil, fmt.Errorf("bucket bound in %q: %w", line, err)
-		}
-		n, err := strconv.ParseFloat(count, 64)
-		if err != nil {
-			return nil, fmt.Errorf("count in %q: %w", line, err)
-		}
-		h[bound] = n
-	}
-	if err := sc.Err(); err != nil {
+// parseCommitHist reads commitHistName's buckets from a scrape in the
+// Prometheus text format (expfmt's parser).
+func parseCommitHist(r io.Reader) (commitHist, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
 		return nil, err
 	}
-	if _, ok := h[math.Inf(1)]; !ok {
-		return nil, fmt.Errorf("no %s series", commitHistName)
+	f := families[commitHistName]
+	if f == nil || len(f.GetMetric()) == 0 || f.GetMetric()[0].GetHistogram() == nil {
+		return nil, fmt.Errorf("no %s histogram", commitHistName)
+	}
+	hg := f.GetMetric()[0].GetHistogram()
+	h := commitHist{math.Inf(1): float64(hg.GetSampleCount())}
+	for _, b := range hg.GetBucket() {
+		h[b.GetUpperBound()] = float64(b.GetCumulativeCount())
 	}
 	return h, nil
 }

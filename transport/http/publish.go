@@ -150,9 +150,11 @@ func (s *Server) decodePublish(r io.Reader) ([]publishEvent, error) {
 		return s.decodePublishStream(io.MultiReader(bytes.NewReader(body), errorReader{err}))
 	}
 	if single, ok := scanObject(body); ok {
-		if events, batch := single.members["events"]; !batch {
+		events, batch := single.members["events"]
+		if !batch {
 			return s.singleEvent(single)
-		} else if len(single.keys) == 1 {
+		}
+		if len(single.keys) == 1 {
 			if evs, ok, err := s.scanBatch(events); ok {
 				return evs, err
 			}
@@ -208,9 +210,9 @@ type errorReader struct{ err error }
 func (e errorReader) Read([]byte) (int, error) { return 0, e.err }
 
 // decodePublishStream decodes a publish body from r token by token. It
-// streams a batch element by element, so it stops at the first payload
-// over the limit or at the first event past MaxBatchEvents without
-// reading further.
+// decodes a batch element by element and stops at the first payload over
+// the limit or at the first event past MaxBatchEvents (the body itself is
+// bounded by MaxBodyBytes as it is read).
 func (s *Server) decodePublishStream(r io.Reader) ([]publishEvent, error) {
 	dec := json.NewDecoder(r)
 	if err := expectDelim(dec, '{'); err != nil {
