@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -335,15 +336,28 @@ type writerAger interface {
 // or unreachable database costs that gauge's sample, never a hung scrape.
 const writerScrapeTimeout = time.Second
 
+// writerWarnEvery is how often a gauge query that keeps failing is logged
+// again: a scrape every 15 s must not log a warning every 15 s.
+const writerWarnEvery = 5 * time.Minute
+
 // writerCollector exposes the age of the oldest transaction holding a room
 // lock (eventstore.Store.OldestWriterAge), queried at each scrape. When the
-// query fails or times out, the scrape has no sample of it and the error
-// is logged.
+// query fails or times out, the scrape has no sample of it. The first
+// failure is logged as a warning, then at most one warning every
+// writerWarnEvery (with how many failures it stands for) while the query
+// keeps failing, and one line when samples come back.
 type writerCollector struct {
 	store   writerAger
 	timeout time.Duration
 	log     *slog.Logger
 	age     *prometheus.Desc
+	now     func() time.Time
+
+	// mu guards the warning state: scrapes may run concurrently.
+	mu       sync.Mutex
+	failing  bool      // the last query failed
+	lastWarn time.Time // when the last warning was logged
+	unlogged int       // failures since then that were not logged
 }
 
 func newWriterCollector(store writerAger, log *slog.Logger) *writerCollector {
@@ -351,6 +365,7 @@ func newWriterCollector(store writerAger, log *slog.Logger) *writerCollector {
 		store:   store,
 		timeout: writerScrapeTimeout,
 		log:     log,
+		now:     time.Now,
 		age: prometheus.NewDesc("roomlog_eventstore_oldest_writer_seconds",
 			"Age of the oldest transaction holding a room lock in this database (0 when none); live delivery of other processes' events waits for it.", nil, nil),
 	}
@@ -365,11 +380,34 @@ func (c *writerCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	age, err := c.store.OldestWriterAge(ctx)
+	c.report(ctx, err)
 	if err != nil {
-		c.log.WarnContext(ctx, "metrics: no sample of roomlog_eventstore_oldest_writer_seconds", "error", err)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age.Seconds())
+}
+
+// report logs the outcome of one gauge query, if it is news (see
+// writerCollector).
+func (c *writerCollector) report(ctx context.Context, err error) {
+	const name = "roomlog_eventstore_oldest_writer_seconds"
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		if c.failing {
+			c.log.InfoContext(ctx, "metrics: samples of "+name+" are back", "unlogged_failures", c.unlogged)
+		}
+		c.failing, c.unlogged = false, 0
+		return
+	}
+	now := c.now()
+	if c.failing && now.Sub(c.lastWarn) < writerWarnEvery {
+		c.unlogged++
+		return
+	}
+	c.log.WarnContext(ctx, "metrics: no sample of "+name, "error", err,
+		"unlogged_failures", c.unlogged, "next_warning_in", writerWarnEvery.String())
+	c.failing, c.lastWarn, c.unlogged = true, now, 0
 }
 
 // metricsHandler serves reg's series at GET /metrics and passes every

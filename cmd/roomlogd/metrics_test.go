@@ -356,3 +356,56 @@ func TestWriterCollector(t *testing.T) {
 		})
 	}
 }
+
+// TestWriterCollectorWarnings: a gauge query that keeps failing is logged
+// when it starts failing and then once per writerWarnEvery, each warning
+// saying how many failures went unlogged; samples coming back are logged
+// once, and the next failure warns at once.
+func TestWriterCollectorWarnings(t *testing.T) {
+	t.Parallel()
+	var fail bool
+	var logs syncBuffer
+	c := newWriterCollector(writerAgeFunc(func(context.Context) (time.Duration, error) {
+		if fail {
+			return 0, errors.New("permission denied")
+		}
+		return 0, nil
+	}), slog.New(slog.NewTextHandler(&logs, nil)))
+	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	clock := start
+	c.now = func() time.Time { return clock }
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+
+	for _, step := range []struct {
+		at   time.Duration // since start
+		fail bool
+		want string // the line logged, "" for none
+	}{
+		{0, false, ""},
+		{15 * time.Second, true, "level=WARN msg=\"metrics: no sample of roomlog_eventstore_oldest_writer_seconds\" error=\"permission denied\" unlogged_failures=0"},
+		{30 * time.Second, true, ""},
+		{time.Minute, true, ""},
+		{5*time.Minute + 14*time.Second, true, ""},
+		{5*time.Minute + 15*time.Second, true, "level=WARN msg=\"metrics: no sample of roomlog_eventstore_oldest_writer_seconds\" error=\"permission denied\" unlogged_failures=3"},
+		{5*time.Minute + 30*time.Second, true, ""},
+		{5*time.Minute + 45*time.Second, false, "level=INFO msg=\"metrics: samples of roomlog_eventstore_oldest_writer_seconds are back\" unlogged_failures=1"},
+		{6 * time.Minute, false, ""},
+		{6*time.Minute + 15*time.Second, true, "level=WARN msg=\"metrics: no sample of roomlog_eventstore_oldest_writer_seconds\" error=\"permission denied\" unlogged_failures=0"},
+	} {
+		clock, fail = start.Add(step.at), step.fail
+		before := len(logs.String())
+		if _, err := reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
+		got := logs.String()[before:]
+		switch {
+		case step.want == "" && got != "":
+			t.Errorf("at %v: logged %q, want nothing", step.at, got)
+		case step.want != "" && !strings.Contains(got, step.want):
+			t.Errorf("at %v: logged %q, want a line with %q", step.at, got, step.want)
+		case strings.Count(got, "\n") > 1:
+			t.Errorf("at %v: logged %d lines, want one", step.at, strings.Count(got, "\n"))
+		}
+	}
+}
