@@ -662,13 +662,19 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 		s.queueBegin(b)
 		b.Queue(lockKeysSQL, ls.keys)
 	}
-	// The rooms that get rows, with their heads before and after.
+	// The rooms that get rows, with their heads after and (fast, for
+	// roomlog_advance_heads to check) before.
 	var hr []string
 	var hs, hos []int64
 	var hh, hoh [][]byte
 	for _, r := range ls.rooms {
 		h := p.heads[domain.Room(r)]
-		if o := p.base[domain.Room(r)]; h.seq > 0 && (!fast || h.seq != o.seq) {
+		if h.seq == 0 {
+			continue
+		}
+		if !fast {
+			hr, hs, hh = append(hr, r), append(hs, h.seq), append(hh, h.hash)
+		} else if o := p.base[domain.Room(r)]; h.seq != o.seq {
 			hr, hs, hh = append(hr, r), append(hs, h.seq), append(hh, h.hash)
 			hos, hoh = append(hos, o.seq), append(hoh, o.hash)
 		}
