@@ -1,10 +1,13 @@
 package eventstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -123,6 +126,26 @@ func TestAdvanceHeadsChecks(t *testing.T) {
 		oldSeq  int64
 		oldHash []byte
 	}
+	// The function updates up to 16 rooms one by one and more in one
+	// statement (migration 0008): a commit of 17 rooms takes the other
+	// way.
+	var many []advance
+	for i := range 17 {
+		room := fmt.Sprintf("many-%d", i)
+		if _, err := s.Append(ctx, req("x-a", `{}`, room)); err != nil {
+			t.Fatal(err)
+		}
+		var h []byte
+		if err := pool.QueryRow(ctx, "SELECT hash FROM room_heads WHERE room = $1", room).Scan(&h); err != nil {
+			t.Fatal(err)
+		}
+		many = append(many, advance{room, 1, h})
+	}
+	with := func(adv []advance, i int, a advance) []advance {
+		adv = slices.Clone(adv)
+		adv[i] = a
+		return adv
+	}
 	for _, tc := range []struct {
 		name string
 		adv  []advance
@@ -134,6 +157,13 @@ func TestAdvanceHeadsChecks(t *testing.T) {
 		{"hash differs", []advance{{"chat-1", 2, other}}, false},
 		{"unknown room", []advance{{"chat-9", 0, other}}, false},
 		{"one of two moved", []advance{{"chat-1", 2, h1}, {"chat-2", 2, h2}}, false},
+		{"16 exact", many[:16], true},
+		{"16, last moved", with(many[:16], 15, advance{"many-15", 2, many[15].oldHash}), false},
+		{"17 exact", many, true},
+		{"17, last moved", with(many, 16, advance{"many-16", 2, many[16].oldHash}), false},
+		{"17, one hash differs", with(many, 3, advance{"many-3", 1, other}), false},
+		{"17, one unknown", with(many, 9, advance{"many-99", 1, other}), false},
+		{"17, a room twice", with(many, 16, many[0]), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tx, err := pool.Begin(ctx)
@@ -157,10 +187,15 @@ func TestAdvanceHeadsChecks(t *testing.T) {
 			case !tc.ok && (!errors.As(err, &pgErr) || pgErr.Code != "RLH01"):
 				t.Fatalf("err %v, want SQLSTATE RLH01", err)
 			case tc.ok:
-				var seq int64
-				if err := tx.QueryRow(ctx, "SELECT seq FROM room_heads WHERE room = $1", rooms[0]).Scan(&seq); err != nil || seq != seqs[0] {
-					t.Fatalf("head of %s: %d %v, want %d", rooms[0], seq, err, seqs[0])
+				for i, room := range rooms {
+					var seq int64
+					var hash []byte
+					if err := tx.QueryRow(ctx, "SELECT seq, hash FROM room_heads WHERE room = $1", room).Scan(&seq, &hash); err != nil || seq != seqs[i] || !bytes.Equal(hash, hashes[i]) {
+						t.Fatalf("head of %s: %d %x %v, want %d %x", room, seq, hash, err, seqs[i], hashes[i])
+					}
 				}
+			case !strings.Contains(pgErr.Message, "of "+strconv.Itoa(len(rooms))+" room heads moved"):
+				t.Errorf("message %q does not count the %d rooms", pgErr.Message, len(rooms))
 			}
 		})
 	}
