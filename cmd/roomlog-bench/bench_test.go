@@ -250,20 +250,26 @@ func TestCommitStalls(t *testing.T) {
 	}
 	before := scrape("10", "20", "30", "40", "41", "41", "41")
 	tests := []struct {
-		name  string
-		after commitHist
-		want  string
+		name      string
+		after     commitHist
+		want, p99 string
 	}{
-		{"NoneSlow", scrape("110", "220", "330", "440", "441", "441", "441"), "0"},
-		{"TwoUpTo64ms", scrape("110", "220", "330", "440", "443", "443", "443"), "2 (<=64ms)"},
-		{"OneUpTo128ms", scrape("10", "20", "30", "40", "41", "42", "42"), "1 (<=128ms)"},
-		{"BeyondTheLastBucket", scrape("10", "20", "30", "40", "41", "41", "43"), "2 (some > last bucket)"},
+		{"NoneSlow", scrape("110", "220", "330", "440", "441", "441", "441"), "0", "<=32ms"},
+		{"TwoUpTo64ms", scrape("110", "220", "330", "440", "443", "443", "443"), "2 (<=64ms)", "<=32ms"},
+		{"OneUpTo128ms", scrape("10", "20", "30", "40", "41", "42", "42"), "1 (<=128ms)", "<=128ms"},
+		{"BeyondTheLastBucket", scrape("10", "20", "30", "40", "41", "41", "43"), "2 (some > last bucket)", "> last bucket"},
+		{"MostFast", scrape("910", "1015", "1030", "1040", "1041", "1041", "1041"), "0", "<=2ms"},
+		{"NoCommit", before, "0", "-"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := stallsBetween(before, tt.after).String(); got != tt.want {
+			st := stallsBetween(before, tt.after)
+			if got := st.String(); got != tt.want {
 				t.Fatalf("stalls = %q, want %q", got, tt.want)
+			}
+			if got := st.p99String(); got != tt.p99 {
+				t.Fatalf("commit p99 = %q, want %q", got, tt.p99)
 			}
 		})
 	}

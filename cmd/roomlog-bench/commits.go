@@ -78,6 +78,10 @@ type commitStalls struct {
 	known bool // false: the target has no such histogram
 	slow  int64
 	worst float64 // seconds; +Inf if beyond the last finite bound
+	// p99 is the upper bound of the bucket that holds the window's 99th
+	// percentile commit (seconds; +Inf if beyond the last finite bound, 0
+	// if no commit ended in the window).
+	p99 float64
 }
 
 // stallsBetween compares two scrapes of the histogram.
@@ -85,15 +89,33 @@ func stallsBetween(before, after commitHist) commitStalls {
 	st := commitStalls{known: true}
 	below := after[slowCommitBound] - before[slowCommitBound]
 	st.slow = int64(after[math.Inf(1)] - before[math.Inf(1)] - below)
+	total := after[math.Inf(1)] - before[math.Inf(1)]
 	prev := 0.0
 	for _, b := range slices.Sorted(maps.Keys(after)) {
 		gained := after[b] - before[b]
 		if gained > prev {
 			st.worst = b
 		}
+		if st.p99 == 0 && total > 0 && gained >= 0.99*total {
+			st.p99 = b
+		}
 		prev = gained
 	}
 	return st
+}
+
+// p99String is "<=Nms", the bucket of the window's 99th percentile
+// commit, or "-" when the target has no histogram or no commit ended.
+func (c commitStalls) p99String() string {
+	switch {
+	case !c.known || c.p99 == 0:
+		return "-"
+	case math.IsInf(c.p99, 1):
+		return "> last bucket"
+	case c.p99 < 0.001:
+		return fmt.Sprintf("<=%.1fms", c.p99*1000)
+	}
+	return fmt.Sprintf("<=%.0fms", c.p99*1000)
 }
 
 // String is "n (≤ worst)", "0", or "-" for a target without the histogram.
