@@ -244,6 +244,7 @@ func NewHub(p HubParams) (*Hub, error) {
 				g.adopt(conn)
 			}
 			h.installGate(conn)
+			h.repeatPongs(conn)
 		}
 	})
 	h.io.Bind(h.eio)
