@@ -672,12 +672,14 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 		if h.seq == 0 {
 			continue
 		}
-		if !fast {
-			hr, hs, hh = append(hr, r), append(hs, h.seq), append(hh, h.hash)
-		} else if o := p.base[domain.Room(r)]; h.seq != o.seq {
-			hr, hs, hh = append(hr, r), append(hs, h.seq), append(hh, h.hash)
+		if fast {
+			o := p.base[domain.Room(r)]
+			if h.seq == o.seq {
+				continue // no rows for this room
+			}
 			hos, hoh = append(hos, o.seq), append(hoh, o.hash)
 		}
+		hr, hs, hh = append(hr, r), append(hs, h.seq), append(hh, h.hash)
 	}
 	if fast && len(hr) > 0 {
 		b.Queue("SELECT roomlog_advance_heads($1, $2, $3, $4, $5)", hr, hos, hoh, hs, hh)

@@ -87,9 +87,8 @@ type commitStalls struct {
 // stallsBetween compares two scrapes of the histogram.
 func stallsBetween(before, after commitHist) commitStalls {
 	st := commitStalls{known: true}
-	below := after[slowCommitBound] - before[slowCommitBound]
-	st.slow = int64(after[math.Inf(1)] - before[math.Inf(1)] - below)
 	total := after[math.Inf(1)] - before[math.Inf(1)]
+	st.slow = int64(total - (after[slowCommitBound] - before[slowCommitBound]))
 	prev := 0.0
 	for _, b := range slices.Sorted(maps.Keys(after)) {
 		gained := after[b] - before[b]

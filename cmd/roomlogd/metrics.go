@@ -353,12 +353,16 @@ type writerCollector struct {
 	age     *prometheus.Desc
 	now     func() time.Time
 
-	// mu guards the warning state: scrapes may run concurrently.
+	// mu guards the warning state: scrapes may run concurrently. lastWarn
+	// is when the last warning was logged, zero while the query succeeds;
+	// unlogged counts the failures since then that were not logged.
 	mu       sync.Mutex
-	failing  bool      // the last query failed
-	lastWarn time.Time // when the last warning was logged
-	unlogged int       // failures since then that were not logged
+	lastWarn time.Time
+	unlogged int
 }
+
+// oldestWriterName is the gauge writerCollector exposes.
+const oldestWriterName = "roomlog_eventstore_oldest_writer_seconds"
 
 func newWriterCollector(store writerAger, log *slog.Logger) *writerCollector {
 	return &writerCollector{
@@ -366,7 +370,7 @@ func newWriterCollector(store writerAger, log *slog.Logger) *writerCollector {
 		timeout: writerScrapeTimeout,
 		log:     log,
 		now:     time.Now,
-		age: prometheus.NewDesc("roomlog_eventstore_oldest_writer_seconds",
+		age: prometheus.NewDesc(oldestWriterName,
 			"Age of the oldest transaction holding a room lock in this database (0 when none); live delivery of other processes' events waits for it.", nil, nil),
 	}
 }
@@ -390,24 +394,24 @@ func (c *writerCollector) Collect(ch chan<- prometheus.Metric) {
 // report logs the outcome of one gauge query, if it is news (see
 // writerCollector).
 func (c *writerCollector) report(ctx context.Context, err error) {
-	const name = "roomlog_eventstore_oldest_writer_seconds"
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	failing := !c.lastWarn.IsZero()
 	if err == nil {
-		if c.failing {
-			c.log.InfoContext(ctx, "metrics: samples of "+name+" are back", "unlogged_failures", c.unlogged)
+		if failing {
+			c.log.InfoContext(ctx, "metrics: samples of "+oldestWriterName+" are back", "unlogged_failures", c.unlogged)
 		}
-		c.failing, c.unlogged = false, 0
+		c.lastWarn, c.unlogged = time.Time{}, 0
 		return
 	}
 	now := c.now()
-	if c.failing && now.Sub(c.lastWarn) < writerWarnEvery {
+	if failing && now.Sub(c.lastWarn) < writerWarnEvery {
 		c.unlogged++
 		return
 	}
-	c.log.WarnContext(ctx, "metrics: no sample of "+name, "error", err,
+	c.log.WarnContext(ctx, "metrics: no sample of "+oldestWriterName, "error", err,
 		"unlogged_failures", c.unlogged, "next_warning_in", writerWarnEvery.String())
-	c.failing, c.lastWarn, c.unlogged = true, now, 0
+	c.lastWarn, c.unlogged = now, 0
 }
 
 // metricsHandler serves reg's series at GET /metrics and passes every
