@@ -17,8 +17,9 @@ import (
 )
 
 // maxIdleGoroutines is how many goroutines an idle WebSocket socket may
-// cost the server: the library's reader and its ping timer. The Hub adds
-// none; its writer runs only while a socket has something to send.
+// cost the server: its transport's reader (rawWebSocket's) and the
+// library's ping timer. The Hub adds none; its writer runs only while a
+// socket has something to send.
 const maxIdleGoroutines = 2
 
 // TestIdleSocketFootprint opens idle WebSocket sockets, each subscribed to

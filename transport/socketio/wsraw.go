@@ -3,6 +3,7 @@ package socketio
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -20,12 +21,13 @@ import (
 // path was 41% of roomlogd's CPU: the copy 9%, the goroutines' stack growth
 // and event plumbing about 15%, and one write(2) per frame the rest.
 //
-// rawWebSocket keeps the library's transport for everything but sending
-// (the reader, close handling, events) and writes frames itself: each
-// batch is encoded into one pooled buffer and leaves in one write, on the
-// caller's goroutine, under a write deadline. The Hub's writer also hands
-// it its frames directly (writeFrames), so a socket's queued events go out
-// together, a replay of thousands in a handful of writes.
+// rawWebSocket keeps the library's transport for close handling, events
+// and decoding, and writes frames itself: each batch is encoded into one
+// pooled buffer and leaves in one write, on the caller's goroutine, under
+// a write deadline. The Hub's writer also hands it its frames directly
+// (writeFrames), so a socket's queued events go out together, a replay of
+// thousands in a handful of writes. It also runs its own reader, one that
+// keeps a small stack while the connection is idle (startReader).
 //
 // Frames are complete in every write, and a net.Conn write is atomic with
 // respect to other writes on the connection, so gorilla's own control
@@ -50,13 +52,22 @@ type wsBuilder struct {
 
 // New implements transports.TransportCtor.
 func (b *wsBuilder) New(ctx *types.HttpContext) transports.Transport {
-	inner := b.WebSocketBuilder.New(ctx)
-	ws, ok := inner.(transports.Websocket)
-	if !ok || ctx.Query().Peek("sid") != "" || ctx.Websocket == nil || ctx.Websocket.Conn == nil {
-		return inner
+	if ctx.Query().Peek("sid") != "" || ctx.Websocket == nil || ctx.Websocket.Conn == nil {
+		return b.WebSocketBuilder.New(ctx)
 	}
+	// The library's transport starts its reader once the engine grants
+	// the read permission. It is built here with a permission of our own,
+	// refused at once, so its reader never starts; rawWebSocket's starts
+	// on the engine's permission instead.
+	permission := ctx.TransportReadPermission()
+	refused := make(chan bool)
+	ctx.SetTransportReadPermission(refused)
+	ws := transports.NewWebSocket(ctx)
+	ctx.SetTransportReadPermission(permission)
+	close(refused)
 	raw := newRawWebSocket(ctx.Websocket.Conn, b.writeTimeout)
 	raw.Websocket = ws
+	raw.startReader(ctx.Websocket, ctx.IdleTimeout, permission)
 	return raw
 }
 
@@ -87,6 +98,130 @@ type rawWebSocket struct {
 	mu       sync.Mutex
 	failed   bool
 	deadline time.Time
+}
+
+// startReader starts the connection's reader once permission says true,
+// as the library's transports.StartReader does: false, or a channel
+// closed without true, or the transport closing first, cancels it. A nil
+// permission starts it at once.
+//
+// The reader is the library's websocket.message with one change: each
+// message is read in full and handled (decoded, and the engine's and the
+// Hub's handlers run) on a goroutine of its own while the reader waits,
+// so messages are still handled strictly in order, one at a time.
+//
+// Handling a message takes a deep stack (about 8 KiB: the engine, the
+// Socket.IO decoder, the Hub's handlers; reading it in full allocates),
+// and a goroutine keeps the stack it grew to: the GC halves a stack only
+// while less than a quarter of it is in use, so the library's reader,
+// which handles its messages itself, kept 8 KiB for life, and one that
+// outgrew its first 2 KiB by a few bytes keeps 4 KiB. The reader here only
+// waits for the next frame, in a loop that is the goroutine's first frame
+// and small, and stays within 2 KiB: about 1,040 bytes of frames from the
+// loop through gorilla's NextReader down to the netpoller's park, against
+// the 1,120 a 2 KiB stack leaves beside the runtime's guard
+// (TestRawReaderStack checks it). A reader started while the process is
+// busy may still start at 4 KiB, as the runtime starts goroutines with the
+// average stack in use at the last GC. The cost is a goroutine per client
+// message, and clients send few: a PONG per ping, their joins and events.
+func (w *rawWebSocket) startReader(conn *types.WebSocketConn, idle time.Duration, permission <-chan bool) {
+	rd := &wsReader{w: w, conn: conn, idle: idle, done: make(chan error, 1)}
+	read := func() {
+		for {
+			mt, r, err := conn.NextReader()
+			if !rd.handle(mt, r, err) {
+				return
+			}
+		}
+	}
+	start := func() {
+		if idle > 0 {
+			_ = conn.SetReadDeadline(time.Now().Add(idle))
+		}
+		go read()
+	}
+	if permission == nil {
+		start()
+		return
+	}
+	closed := make(chan struct{})
+	onClose := func(...any) { close(closed) }
+	_ = w.Once("close", onClose)
+	if s := w.ReadyState(); s == "closing" || s == "closed" {
+		w.RemoveListener("close", onClose)
+		return
+	}
+	go func() {
+		var allowed bool
+		select {
+		case allowed = <-permission:
+		case <-closed:
+		}
+		w.RemoveListener("close", onClose)
+		if s := w.ReadyState(); allowed && s != "closing" && s != "closed" {
+			start()
+		}
+	}()
+}
+
+// wsReader is what a rawWebSocket's reader needs besides the connection.
+type wsReader struct {
+	w    *rawWebSocket
+	conn *types.WebSocketConn
+	// idle is the engine's idle timeout: the longest wait for a frame.
+	idle time.Duration
+	// done carries each message's handling result back to the reader.
+	done chan error
+}
+
+// handle handles what the reader's NextReader returned: a message is
+// read in full and handled on a goroutine of its own (see startReader),
+// then the idle timeout starts again for the next one. An error ends the
+// connection. It reports whether the reader goes on.
+//
+// It is kept out of line so its frame is not on the reader's stack while
+// the reader waits.
+//
+//go:noinline
+func (rd *wsReader) handle(mt int, r io.Reader, err error) bool {
+	if err == nil && (mt == gorilla.TextMessage || mt == gorilla.BinaryMessage) {
+		go func() {
+			var err error
+			defer func() { rd.done <- err }()
+			var data types.BufferInterface = types.NewBytesBuffer(nil)
+			if mt == gorilla.TextMessage {
+				data = types.NewStringBuffer(nil)
+			}
+			if _, err = data.ReadFrom(r); err == nil {
+				rd.w.OnData(data)
+			}
+		}()
+		err = <-rd.done
+	}
+	if err != nil {
+		readFailed(rd.conn, err)
+		// As the library's reader does on its way out, make sure the
+		// transport hears of the close.
+		if rd.w.ReadyState() != "closed" {
+			rd.conn.Emit("close")
+		}
+		return false
+	}
+	if rd.idle > 0 {
+		_ = rd.conn.SetReadDeadline(time.Now().Add(rd.idle))
+	}
+	return true
+}
+
+// readFailed ends the connection after a read error as the library's
+// transport does: "close" for a closed connection, "error" (which the
+// transport reports and then closes on) for anything else.
+func readFailed(conn *types.WebSocketConn, err error) {
+	if gorilla.IsUnexpectedCloseError(err) || errors.Is(err, net.ErrClosed) {
+		conn.Emit("close")
+	} else {
+		conn.Emit("error", err)
+	}
 }
 
 // errRawClosed is returned for writes after a write failed.
@@ -183,8 +318,8 @@ func (w *rawWebSocket) write(b []byte) error {
 	return nil
 }
 
-// close closes the network connection; the library's reader then fails
-// and closes the transport, as for any network error.
+// close closes the network connection; the reader then fails and closes
+// the transport, as for any network error.
 func (w *rawWebSocket) close() { _ = w.nc.Close() }
 
 // closeAfter ends the connection if err, from a write or the encoding
