@@ -18,6 +18,7 @@ TEST_TIMEOUT ?= 9m
 FAULTS_TIMEOUT ?= 30m
 FUZZTIME    ?= 50000x
 BENCH_ARGS  ?= all
+SOAK_ARGS   ?=
 
 # DEVELOPMENT-ONLY defaults for `make run`; exported only when the variable is unset.
 DEV_JWT_SECRET   := dev-only-insecure-jwt-secret-change-me-0123456789
@@ -33,7 +34,7 @@ export TEST_DATABASE_URL="$$test_db_url"
 echo "make: TEST_DATABASE_URL=$${TEST_DATABASE_URL%%\?*}" >&2
 endef
 
-.PHONY: help run token test test-faults bench fuzz lint build db-stop db-url npm-deps
+.PHONY: help run token test test-faults bench soak fuzz lint build db-stop db-url npm-deps
 
 help: ## List targets
 	@echo "roomlog make targets:"
@@ -101,6 +102,13 @@ test-faults: ## Fault-injection tests (-tags faults), 30m timeout
 	export ROOMLOG_NODE_MODULES="$$node_modules"
 	set -x
 	$(GO) test -count=1 -tags faults -timeout $(FAULTS_TIMEOUT) $(PKGS)
+
+soak: ## Soak (CI): a durable roomlogd, 500 sockets, 100 publishes/s for 75 s; fails on any loss, repeat or failed publish (SOAK_ARGS)
+	@$(test_db_env)
+	db_url=$$(scripts/dev-db.sh)
+	export DATABASE_URL="$$db_url"
+	set -x
+	$(GO) run ./cmd/roomlog-bench soak $(SOAK_ARGS)
 
 bench: ## Benchmarks: go run ./cmd/roomlog-bench BENCH_ARGS (default: all = append + Socket.IO scenarios vs Node peer; see docs/benchmarks.md)
 	@$(test_db_env)

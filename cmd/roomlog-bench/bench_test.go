@@ -280,3 +280,41 @@ func TestCommitStalls(t *testing.T) {
 		t.Fatal("parseCommitHist accepted a scrape without the histogram")
 	}
 }
+
+// TestSoakVerdict: the soak passes only when every publish was
+// acknowledged and every delivery arrived exactly once.
+func TestSoakVerdict(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		r    fanoutResult
+		want []string // substrings of the error; none: it passes
+	}{
+		{"all delivered once", fanoutResult{published: 100, expected: 1000, received: 1000}, nil},
+		{"one delivery lost", fanoutResult{published: 100, expected: 1000, received: 999}, []string{"1 of 1000 deliveries lost"}},
+		{"a delivery twice", fanoutResult{published: 100, expected: 1000, received: 1001}, []string{"1 deliveries more than the 1000 expected"}},
+		{"a publish failed", fanoutResult{published: 100, pubErrs: 1, expected: 990, received: 990, firstErr: errors.New("503")}, []string{"1 of 100 publishes failed (first: 503)"}},
+		{"failed and lost", fanoutResult{published: 100, pubErrs: 2, expected: 980, received: 900}, []string{"publishes failed", "80 of 980 deliveries lost"}},
+		{"nothing published", fanoutResult{}, []string{"nothing was published"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := soakVerdict(tc.r)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("soakVerdict = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("soakVerdict = nil, want an error with %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("soakVerdict = %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -27,6 +27,12 @@
 //	    socket.io-client)
 //	(f) reconnect storm: 5,000 clients recover after roomlogd is SIGKILLed
 //
+// "soak" runs one long cell on a durable roomlogd (50 rooms x 10
+// subscribers at 100 publishes/s for 75 s by default, past the first
+// heartbeat's 45 s) and exits non-zero unless every publish was
+// acknowledged and every subscriber got every event exactly once. CI runs
+// it (`make soak`).
+//
 // "all" runs append, then scenarios.
 //
 // Usage:
@@ -39,6 +45,7 @@
 //	    [-catchup 10000] [-catchup-page 10000] [-catchup-reps 5] [-idle-conns 10000] [-idle-gc=true] [-idle-profile DIR]
 //	    [-storm-clients 5000] [-storm-rooms 100] [-storm-events 1000] [-targets roomlog,node,async,tail]
 //	    [-only abcdef] [-repeat 1]
+//	roomlog-bench soak [-duration 75s] [-rooms 50] [-subs 10] [-rate 100]
 //	roomlog-bench all
 //
 // It uses DATABASE_URL (default: the local server) and works in its own
@@ -90,6 +97,8 @@ func run(ctx context.Context, args []string) error {
 		return runAppendCmd(ctx, args[1:])
 	case "scenarios":
 		return runScenariosCmd(ctx, args[1:])
+	case "soak":
+		return runSoakCmd(ctx, args[1:])
 	case "all":
 		if len(args) > 1 {
 			return fmt.Errorf("all takes no flags; run append and scenarios separately to tune them")
@@ -99,7 +108,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		return runScenariosCmd(ctx, nil)
 	default:
-		return fmt.Errorf("unknown scenario %q (have: append, scenarios, all)", args[0])
+		return fmt.Errorf("unknown scenario %q (have: append, scenarios, soak, all)", args[0])
 	}
 }
 
