@@ -175,7 +175,7 @@ func TestRawReaderStack(t *testing.T) {
 // is closed.
 func TestRawReaderOrder(t *testing.T) {
 	t.Parallel()
-	const idle = 400 * time.Millisecond
+	const idle = time.Second
 	var mu sync.Mutex
 	var got []string
 	var busy, overlaps atomic.Int64
@@ -213,14 +213,14 @@ func TestRawReaderOrder(t *testing.T) {
 		t.Errorf("%d messages were handled while another was", o)
 	}
 
-	// Messages every idle/4 for three idle timeouts keep it open.
-	for i := range 12 {
-		time.Sleep(idle / 4)
+	// Messages every idle/5 for three idle timeouts keep it open.
+	for i := range 15 {
+		time.Sleep(idle / 5)
 		if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, "4k%d", i)); err != nil {
 			t.Fatalf("keep-alive %d: %v", i, err)
 		}
 	}
-	time.Sleep(idle / 4)
+	time.Sleep(idle / 5)
 	if rs.closed.Load() != 0 {
 		t.Fatalf("closed while the client kept sending within the idle timeout")
 	}
