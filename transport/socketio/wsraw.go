@@ -144,6 +144,16 @@ func (w *rawWebSocket) startReader(conn *types.WebSocketConn, idle time.Duration
 		start()
 		return
 	}
+	select {
+	case allowed := <-permission: // already settled
+		if !allowed {
+			w.Close()
+		} else if s := w.ReadyState(); s != "closing" && s != "closed" {
+			start()
+		}
+		return
+	default:
+	}
 	closed := make(chan struct{})
 	onClose := func(...any) { close(closed) }
 	_ = w.Once("close", onClose)

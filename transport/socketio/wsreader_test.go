@@ -30,6 +30,15 @@ type readerServer struct {
 }
 
 func newReaderServer(t *testing.T, idle time.Duration, onPacket func(*packet.Packet)) *readerServer {
+	return newReaderServerWith(t, idle, "granted after", onPacket)
+}
+
+// newReaderServerWith is newReaderServer with the read permission given
+// as permission says: "granted after" the transport is built (the
+// engine's way), "granted before", "refused after" or "refused before"
+// (closed without true, as when the engine gives up on the connection) or
+// "none" (nil).
+func newReaderServerWith(t *testing.T, idle time.Duration, permission string, onPacket func(*packet.Packet)) *readerServer {
 	t.Helper()
 	rs := &readerServer{}
 	var mu sync.Mutex
@@ -44,19 +53,38 @@ func newReaderServer(t *testing.T, idle time.Duration, onPacket func(*packet.Pac
 		}
 		ctx.Websocket = &types.WebSocketConn{EventEmitter: types.NewEventEmitter(), Conn: c}
 		ctx.IdleTimeout = idle
-		permission := make(chan bool, 1)
-		ctx.SetTransportReadPermission(permission)
+		perm := make(chan bool, 1)
+		switch permission {
+		case "granted before":
+			perm <- true
+			close(perm)
+			ctx.SetTransportReadPermission(perm)
+		case "refused before":
+			close(perm)
+			ctx.SetTransportReadPermission(perm)
+		case "granted after", "refused after":
+			ctx.SetTransportReadPermission(perm)
+		}
 		tr := (&wsBuilder{writeTimeout: 5 * time.Second}).New(ctx)
 		if _, ok := tr.(*rawWebSocket); !ok {
 			t.Errorf("transport %T, want *rawWebSocket", tr)
 		}
 		_ = tr.On("packet", func(args ...any) { onPacket(args[0].(*packet.Packet)) })
-		_ = tr.Once("close", func(...any) { rs.closed.Add(1) })
+		if st := tr.ReadyState(); st == "closing" || st == "closed" {
+			rs.closed.Add(1) // closed while it was built
+		} else {
+			_ = tr.Once("close", func(...any) { rs.closed.Add(1) })
+		}
 		mu.Lock()
 		kept = append(kept, tr)
 		mu.Unlock()
-		permission <- true
-		close(permission)
+		switch permission {
+		case "granted after":
+			perm <- true
+			close(perm)
+		case "refused after":
+			close(perm)
+		}
 		rs.built.Add(1)
 	}))
 	t.Cleanup(func() {
@@ -137,7 +165,7 @@ func TestRawReaderStack(t *testing.T) {
 	for i := range conns {
 		conns[i] = rs.dial(t)
 	}
-	checkUntil(t, 10*time.Second, func() error {
+	checkUntil(t, 30*time.Second, func() error {
 		if got := rs.built.Load(); got != n {
 			return fmt.Errorf("%d of %d transports built", got, n)
 		}
@@ -150,7 +178,7 @@ func TestRawReaderStack(t *testing.T) {
 			}
 		}
 	}
-	checkUntil(t, 10*time.Second, func() error {
+	checkUntil(t, 30*time.Second, func() error {
 		if got := handled.Load(); got != 3*n {
 			return fmt.Errorf("%d of %d messages handled", got, 3*n)
 		}
@@ -175,7 +203,7 @@ func TestRawReaderStack(t *testing.T) {
 // is closed.
 func TestRawReaderOrder(t *testing.T) {
 	t.Parallel()
-	const idle = time.Second
+	const idle = 2 * time.Second
 	var mu sync.Mutex
 	var got []string
 	var busy, overlaps atomic.Int64
@@ -196,7 +224,7 @@ func TestRawReaderOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	checkUntil(t, 10*time.Second, func() error {
+	checkUntil(t, 30*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(got) != n {
@@ -213,8 +241,8 @@ func TestRawReaderOrder(t *testing.T) {
 		t.Errorf("%d messages were handled while another was", o)
 	}
 
-	// Messages every idle/5 for three idle timeouts keep it open.
-	for i := range 15 {
+	// Messages every idle/5 for two and a half idle timeouts keep it open.
+	for i := range 12 {
 		time.Sleep(idle / 5)
 		if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, "4k%d", i)); err != nil {
 			t.Fatalf("keep-alive %d: %v", i, err)
@@ -231,6 +259,47 @@ func TestRawReaderOrder(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRawReaderPermission: the reader starts once the engine's read
+// permission says true, whether it came before or after the transport was
+// built, and at once without one; refused, it never reads, and a
+// transport built after the refusal closes.
+func TestRawReaderPermission(t *testing.T) {
+	t.Parallel()
+	for _, permission := range []string{"granted after", "granted before", "none", "refused after", "refused before"} {
+		t.Run(permission, func(t *testing.T) {
+			t.Parallel()
+			var handled atomic.Int64
+			rs := newReaderServerWith(t, time.Minute, permission, func(*packet.Packet) { handled.Add(1) })
+			c := rs.dial(t)
+			if err := c.WriteMessage(websocket.TextMessage, []byte("4hello")); err != nil {
+				t.Fatal(err)
+			}
+			checkUntil(t, 5*time.Second, func() error {
+				if rs.built.Load() != 1 {
+					return fmt.Errorf("transport not built")
+				}
+				return nil
+			})
+			if strings.HasPrefix(permission, "refused") {
+				time.Sleep(300 * time.Millisecond)
+				if n := handled.Load(); n != 0 {
+					t.Fatalf("%d messages handled without permission to read", n)
+				}
+				if closed := rs.closed.Load(); permission == "refused before" && closed != 1 {
+					t.Fatalf("transport built after the refusal not closed")
+				}
+				return
+			}
+			checkUntil(t, 5*time.Second, func() error {
+				if handled.Load() != 1 {
+					return fmt.Errorf("message not handled")
+				}
+				return nil
+			})
+		})
+	}
 }
 
 // TestRawReaderClose: a client that closes its connection closes the
