@@ -103,7 +103,7 @@ test-faults: ## Fault-injection tests (-tags faults), 30m timeout
 	set -x
 	$(GO) test -count=1 -tags faults -timeout $(FAULTS_TIMEOUT) $(PKGS)
 
-soak: ## Soak (CI): a durable roomlogd, 500 sockets, 100 publishes/s for 75 s; fails on any loss, repeat or failed publish (SOAK_ARGS)
+soak: ## Soak (CI): a durable roomlogd, 500 sockets, 100 publishes/s for 60 s; fails on any loss, repeat or failed publish (SOAK_ARGS)
 	@$(test_db_env)
 	db_url=$$(scripts/dev-db.sh)
 	export DATABASE_URL="$$db_url"

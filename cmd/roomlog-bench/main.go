@@ -28,7 +28,7 @@
 //	(f) reconnect storm: 5,000 clients recover after roomlogd is SIGKILLed
 //
 // "soak" runs one long cell on a durable roomlogd (50 rooms x 10
-// subscribers at 100 publishes/s for 75 s by default, past the first
+// subscribers at 100 publishes/s for 60 s by default, past the first
 // heartbeat's 45 s) and exits non-zero unless every publish was
 // acknowledged and every subscriber got every event exactly once. CI runs
 // it (`make soak`).
@@ -45,7 +45,7 @@
 //	    [-catchup 10000] [-catchup-page 10000] [-catchup-reps 5] [-idle-conns 10000] [-idle-gc=true] [-idle-profile DIR]
 //	    [-storm-clients 5000] [-storm-rooms 100] [-storm-events 1000] [-targets roomlog,node,async,tail]
 //	    [-only abcdef] [-repeat 1]
-//	roomlog-bench soak [-duration 75s] [-rooms 50] [-subs 10] [-rate 100]
+//	roomlog-bench soak [-duration 60s] [-rooms 50] [-subs 10] [-rate 100]
 //	roomlog-bench all
 //
 // It uses DATABASE_URL (default: the local server) and works in its own

@@ -22,7 +22,7 @@ type soakOptions struct {
 // default settings (a PING after 25 s, closed 20 s later if unanswered):
 // the 5 s cells of the scenarios ended before it, and hid a race that
 // closed answering clients at 45 s (transport/socketio/heartbeat.go).
-const defaultSoakDuration = 75 * time.Second
+const defaultSoakDuration = 60 * time.Second
 
 func runSoakCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
