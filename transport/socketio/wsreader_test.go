@@ -20,15 +20,17 @@ import (
 )
 
 // readerServer serves WebSocket connections whose transports wsBuilder
-// builds as the engine does: with a read permission that is pending while
-// the transport is built and granted after. Every transport's packets go
-// to onPacket; built counts the transports, closed those that closed.
+// builds as the engine does, with the engine's read permission (see
+// newReaderServerWith). Every transport's packets go to onPacket; built
+// counts the transports, closed those that closed.
 type readerServer struct {
 	url    string
 	built  atomic.Int64
 	closed atomic.Int64
 }
 
+// newReaderServer starts a readerServer whose read permission is pending
+// while a transport is built and granted after, as the engine's is.
 func newReaderServer(t *testing.T, idle time.Duration, onPacket func(*packet.Packet)) *readerServer {
 	return newReaderServerWith(t, idle, "granted after", onPacket)
 }
