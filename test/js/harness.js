@@ -48,6 +48,8 @@ function attach(id, s) {
   s.io.on("open", () => {
     s.io.engine.on("upgrade", (tr) => out({ t: "upgrade", id, transport: tr.name }));
   });
+  // Each Engine.IO ping the client answered (the Manager's "ping").
+  s.io.on("ping", () => out({ t: "ping", id }));
   s.on("connect_error", (err) => out({ t: "connect_error", id, message: err.message, data: err.data ?? null }));
   s.on("disconnect", (reason) => out({ t: "disconnect", id, reason }));
   // session-offset only moves the client's recovery offset.

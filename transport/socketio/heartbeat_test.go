@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/roomlog/roomlog/domain"
 	"github.com/roomlog/roomlog/transport/socketio"
 )
 
@@ -123,4 +124,44 @@ func TestHeartbeatEndsSilentClients(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestHeartbeatOfficialClients: the official socket.io-client, over
+// WebSocket (the Hub's own reader and writer), stays connected through
+// several heartbeats and still gets its events after them. The ping
+// interval is longer than the timeout, as by default.
+func TestHeartbeatOfficialClients(t *testing.T) {
+	t.Parallel()
+	const (
+		sockets  = 40
+		interval = 1200 * time.Millisecond
+		timeout  = time.Second
+		run      = 5 * time.Second // about four pings per socket
+	)
+	srv := newServer(t, newDB(t), serverOpts{Config: socketio.Config{PingInterval: interval, PingTimeout: timeout}})
+	node := startNode(t)
+	clients := make([]*client, sockets)
+	for i := range clients {
+		user := fmt.Sprintf("hbjs%d", i)
+		clients[i] = node.connect(user, srv.URL, wsOpts(token(t, user)), emitSpec{Event: "join-user-room", Args: []any{user}})
+	}
+	for _, c := range clients {
+		c.connected(t)
+	}
+	time.Sleep(run)
+	if d := node.find(func(m jsMsg) bool { return m.T == "disconnect" }); len(d) > 0 {
+		t.Fatalf("%d of %d official clients disconnected during heartbeats, first %s: %s", len(d), sockets, d[0].ID, d[0].Reason)
+	}
+	// At least a third of the pings the run should see, so that the test
+	// cannot pass without heartbeats.
+	pings := len(node.find(func(m jsMsg) bool { return m.T == "ping" }))
+	if want := sockets * int(run/interval) / 3; pings < want {
+		t.Fatalf("%d pings answered by %d clients in %v, want at least %d", pings, sockets, run, want)
+	}
+	for i, c := range clients {
+		room := domain.Room(fmt.Sprintf("user-hbjs%d", i))
+		res := appendEvent(t, srv.Store, "unread-count-update", `{"unreadCount":1}`, room)
+		waitEvent(t, c, "unread-count-update", room, res.Deliveries[0].Seq)
+	}
+	t.Logf("%d official clients answered %d pings in %v (interval %v, timeout %v); none disconnected", sockets, pings, run, interval, timeout)
 }
