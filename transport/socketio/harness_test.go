@@ -55,21 +55,9 @@ var testSecret = []byte("roomlog-socketio-test-secret-0123456789abcdef")
 
 const frontend = "http://frontend.test"
 
-// checkFor polls f every step until it returns nil or total elapses.
-func checkFor(t testing.TB, total, step time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", total, err)
-		}
-		time.Sleep(step)
-	}
-}
+// checkFor polls f every step until it returns nil or total elapses
+// (socketio.CheckFor, shared with the package's internal tests).
+var checkFor = socketio.CheckFor
 
 // testLogger writes to t.Log until the test ends; background goroutines
 // that log later are silenced instead of panicking.

@@ -100,10 +100,11 @@ type rawWebSocket struct {
 	deadline time.Time
 }
 
-// startReader starts the connection's reader once permission says true,
-// as the library's transports.StartReader does: false, or a channel
-// closed without true, or the transport closing first, cancels it. A nil
-// permission starts it at once.
+// startReader starts the connection's reader through the library's
+// transports.StartReader, with the same permission rules as the library's
+// own reader: true starts it, false or a channel closed without true
+// cancels it (closing the transport if that was settled already), and a
+// nil permission starts it at once.
 //
 // The reader is the library's websocket.message with one change: each
 // message is read in full and handled (decoded, and the engine's and the
@@ -116,14 +117,16 @@ type rawWebSocket struct {
 // while less than a quarter of it is in use, so the library's reader,
 // which handles its messages itself, kept 8 KiB for life, and one that
 // outgrew its first 2 KiB by a few bytes keeps 4 KiB. The reader here only
-// waits for the next frame, in a loop that is the goroutine's first frame
-// and small, and stays within 2 KiB: about 1,040 bytes of frames from the
-// loop through gorilla's NextReader down to the netpoller's park, against
-// the 1,120 a 2 KiB stack leaves beside the runtime's guard
-// (TestRawReaderStack checks it). A reader started while the process is
-// busy may still start at 4 KiB, as the runtime starts goroutines with the
-// average stack in use at the last GC. The cost is a goroutine per client
-// message, and clients send few: a PONG per ping, their joins and events.
+// waits for the next frame, in a loop that is its goroutine's first frame
+// and small (StartReader's function only starts that goroutine, so none
+// of StartReader's frames sit under it), and stays within 2 KiB: about
+// 1,040 bytes of frames from the loop through gorilla's NextReader down
+// to the netpoller's park, against the 1,120 a 2 KiB stack leaves beside
+// the runtime's guard (TestRawReaderStack checks it). A reader started
+// while the process is busy may still start at 4 KiB, as the runtime
+// starts goroutines with the average stack in use at the last GC. The
+// cost is a goroutine per client message, and clients send few: a PONG
+// per ping, their joins and events.
 func (w *rawWebSocket) startReader(conn *types.WebSocketConn, idle time.Duration, permission <-chan bool) {
 	rd := &wsReader{w: w, conn: conn, idle: idle, done: make(chan error, 1)}
 	read := func() {
@@ -134,44 +137,12 @@ func (w *rawWebSocket) startReader(conn *types.WebSocketConn, idle time.Duration
 			}
 		}
 	}
-	start := func() {
+	transports.StartReader(w, permission, func() {
 		if idle > 0 {
 			_ = conn.SetReadDeadline(time.Now().Add(idle))
 		}
 		go read()
-	}
-	if permission == nil {
-		start()
-		return
-	}
-	select {
-	case allowed := <-permission: // already settled
-		if !allowed {
-			w.Close()
-		} else if s := w.ReadyState(); s != "closing" && s != "closed" {
-			start()
-		}
-		return
-	default:
-	}
-	closed := make(chan struct{})
-	onClose := func(...any) { close(closed) }
-	_ = w.Once("close", onClose)
-	if s := w.ReadyState(); s == "closing" || s == "closed" {
-		w.RemoveListener("close", onClose)
-		return
-	}
-	go func() {
-		var allowed bool
-		select {
-		case allowed = <-permission:
-		case <-closed:
-		}
-		w.RemoveListener("close", onClose)
-		if s := w.ReadyState(); allowed && s != "closing" && s != "closed" {
-			start()
-		}
-	}()
+	})
 }
 
 // wsReader is what a rawWebSocket's reader needs besides the connection.

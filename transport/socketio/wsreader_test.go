@@ -167,7 +167,7 @@ func TestRawReaderStack(t *testing.T) {
 	for i := range conns {
 		conns[i] = rs.dial(t)
 	}
-	checkUntil(t, 30*time.Second, func() error {
+	CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if got := rs.built.Load(); got != n {
 			return fmt.Errorf("%d of %d transports built", got, n)
 		}
@@ -180,7 +180,7 @@ func TestRawReaderStack(t *testing.T) {
 			}
 		}
 	}
-	checkUntil(t, 30*time.Second, func() error {
+	CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if got := handled.Load(); got != 3*n {
 			return fmt.Errorf("%d of %d messages handled", got, 3*n)
 		}
@@ -226,7 +226,7 @@ func TestRawReaderOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	checkUntil(t, 30*time.Second, func() error {
+	CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(got) != n {
@@ -255,7 +255,7 @@ func TestRawReaderOrder(t *testing.T) {
 		t.Fatalf("closed while the client kept sending within the idle timeout")
 	}
 	// Silence closes it.
-	checkUntil(t, 10*idle, func() error {
+	CheckFor(t, 10*idle, 10*time.Millisecond, func() error {
 		if rs.closed.Load() != 1 {
 			return fmt.Errorf("not closed %v after the client went silent", 10*idle)
 		}
@@ -278,7 +278,7 @@ func TestRawReaderPermission(t *testing.T) {
 			if err := c.WriteMessage(websocket.TextMessage, []byte("4hello")); err != nil {
 				t.Fatal(err)
 			}
-			checkUntil(t, 5*time.Second, func() error {
+			CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 				if rs.built.Load() != 1 {
 					return fmt.Errorf("transport not built")
 				}
@@ -294,7 +294,7 @@ func TestRawReaderPermission(t *testing.T) {
 				}
 				return
 			}
-			checkUntil(t, 5*time.Second, func() error {
+			CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 				if handled.Load() != 1 {
 					return fmt.Errorf("message not handled")
 				}
@@ -310,7 +310,7 @@ func TestRawReaderClose(t *testing.T) {
 	t.Parallel()
 	rs := newReaderServer(t, time.Minute, func(*packet.Packet) {})
 	c := rs.dial(t)
-	checkUntil(t, 5*time.Second, func() error {
+	CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if rs.built.Load() != 1 {
 			return fmt.Errorf("transport not built")
 		}
@@ -318,27 +318,10 @@ func TestRawReaderClose(t *testing.T) {
 	})
 	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 	_ = c.Close()
-	checkUntil(t, 5*time.Second, func() error {
+	CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if rs.closed.Load() != 1 {
 			return fmt.Errorf("transport not closed after the client closed")
 		}
 		return nil
 	})
-}
-
-// checkUntil retries f until it returns nil, failing the test with its
-// last error after total.
-func checkUntil(t *testing.T, total time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
