@@ -20,17 +20,7 @@ import (
 // after total.
 func rmWaitFor(t *testing.T, total time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", total, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventstoretest.CheckFor(t, total, 10*time.Millisecond, f)
 }
 
 // rmPublish appends events and returns the whole log's deliveries once the

@@ -21,16 +21,8 @@ import (
 	"github.com/roomlog/roomlog/eventstore/eventstoretest"
 )
 
-type testLogWriter struct{ t testing.TB }
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
+// testLogger logs warnings and errors on t.
+func testLogger(t testing.TB) *slog.Logger { return eventstoretest.Logger(t, slog.LevelWarn) }
 
 // newStore starts a store on pool and stops it at cleanup.
 func newStore(t testing.TB, pool *pgxpool.Pool, cfg *eventstore.Config) *eventstore.Store {

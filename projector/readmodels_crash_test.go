@@ -230,7 +230,7 @@ func TestCrashBetweenEffectAndCheckpoint(t *testing.T) {
 			// transaction, before its checkpoint.
 			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelperProcess$", "-test.count=1")
 			cmd.Env = append(os.Environ(), crashEnvDB+"="+url, crashEnvProjection+"="+name, crashEnvBatch+"=2")
-			cmd.Stderr = rmLogWriter{t}
+			cmd.Stderr = eventstoretest.LogWriter(t)
 			stdout, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)

@@ -75,16 +75,8 @@ func (c *fixedClock) set(t time.Time) {
 	c.t = t
 }
 
-type rmLogWriter struct{ t testing.TB }
-
-func (w rmLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
-}
-
-func rmLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(rmLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
+// rmLogger logs warnings and errors on t.
+func rmLogger(t testing.TB) *slog.Logger { return eventstoretest.Logger(t, slog.LevelWarn) }
 
 // scenario publishes the spec's events through a store whose clock it
 // controls, one minute apart, and remembers named instants.

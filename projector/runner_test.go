@@ -16,20 +16,7 @@ import (
 )
 
 // checkFor polls f every step until it returns nil or total elapses.
-func checkFor(t *testing.T, total, step time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", total, err)
-		}
-		time.Sleep(step)
-	}
-}
+var checkFor = eventstoretest.CheckFor
 
 type collector struct {
 	mu    sync.Mutex

@@ -407,17 +407,7 @@ func TestCmdQueryIndexBehind(t *testing.T) {
 // every transaction older than it has ended, cluster-wide.
 func checkForCLI(t *testing.T, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventstoretest.CheckFor(t, 20*time.Second, 20*time.Millisecond, f)
 }
 
 // TestCmdQueryFlags checks flag errors without a database: invalid flags

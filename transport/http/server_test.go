@@ -330,20 +330,7 @@ func decode[T any](t testing.TB, r response) T {
 }
 
 // checkFor polls f every step until it returns nil or total elapses.
-func checkFor(t testing.TB, total, step time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", total, err)
-		}
-		time.Sleep(step)
-	}
-}
+var checkFor = eventstoretest.CheckFor
 
 // waitMember waits until the membership projection lists user in room.
 func (b *testBundle) waitMember(t testing.TB, room domain.Room, user string, want bool) {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"sort"
 	"sync"
-	"testing"
-	"time"
 
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/servers/engine/v3"
@@ -98,21 +96,4 @@ func (h *Hub) TransportKinds() (raw, library int) {
 		}
 	}
 	return raw, library
-}
-
-// CheckFor polls f every step until it returns nil, failing the test with
-// f's last error once total has elapsed.
-func CheckFor(t testing.TB, total, step time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", total, err)
-		}
-		time.Sleep(step)
-	}
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -55,36 +54,12 @@ var testSecret = []byte("roomlog-socketio-test-secret-0123456789abcdef")
 
 const frontend = "http://frontend.test"
 
-// checkFor polls f every step until it returns nil or total elapses
-// (socketio.CheckFor, shared with the package's internal tests).
-var checkFor = socketio.CheckFor
+// checkFor polls f every step until it returns nil or total elapses.
+var checkFor = eventstoretest.CheckFor
 
 // testLogger writes to t.Log until the test ends; background goroutines
 // that log later are silenced instead of panicking.
-func testLogger(t testing.TB, level slog.Level) *slog.Logger {
-	w := &testLogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-type testLogWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
+var testLogger = eventstoretest.Logger
 
 // server is one roomlog process: a store, the membership and fan-out
 // projectors woken by LISTEN, a Hub and an HTTP server with the Hub mounted
@@ -369,7 +344,7 @@ func startNode(t *testing.T) *nodeProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = &testLogWriter{t: t}
+	cmd.Stderr = eventstoretest.LogWriter(t)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/v3/pkg/types"
+
+	"github.com/roomlog/roomlog/eventstore/eventstoretest"
 )
 
 // readerServer serves WebSocket connections whose transports wsBuilder
@@ -167,7 +169,7 @@ func TestRawReaderStack(t *testing.T) {
 	for i := range conns {
 		conns[i] = rs.dial(t)
 	}
-	CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+	eventstoretest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if got := rs.built.Load(); got != n {
 			return fmt.Errorf("%d of %d transports built", got, n)
 		}
@@ -180,7 +182,7 @@ func TestRawReaderStack(t *testing.T) {
 			}
 		}
 	}
-	CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+	eventstoretest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if got := handled.Load(); got != 3*n {
 			return fmt.Errorf("%d of %d messages handled", got, 3*n)
 		}
@@ -226,7 +228,7 @@ func TestRawReaderOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+	eventstoretest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(got) != n {
@@ -255,7 +257,7 @@ func TestRawReaderOrder(t *testing.T) {
 		t.Fatalf("closed while the client kept sending within the idle timeout")
 	}
 	// Silence closes it.
-	CheckFor(t, 10*idle, 10*time.Millisecond, func() error {
+	eventstoretest.CheckFor(t, 10*idle, 10*time.Millisecond, func() error {
 		if rs.closed.Load() != 1 {
 			return fmt.Errorf("not closed %v after the client went silent", 10*idle)
 		}
@@ -278,7 +280,7 @@ func TestRawReaderPermission(t *testing.T) {
 			if err := c.WriteMessage(websocket.TextMessage, []byte("4hello")); err != nil {
 				t.Fatal(err)
 			}
-			CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+			eventstoretest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 				if rs.built.Load() != 1 {
 					return fmt.Errorf("transport not built")
 				}
@@ -294,7 +296,7 @@ func TestRawReaderPermission(t *testing.T) {
 				}
 				return
 			}
-			CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+			eventstoretest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 				if handled.Load() != 1 {
 					return fmt.Errorf("message not handled")
 				}
@@ -310,7 +312,7 @@ func TestRawReaderClose(t *testing.T) {
 	t.Parallel()
 	rs := newReaderServer(t, time.Minute, func(*packet.Packet) {})
 	c := rs.dial(t)
-	CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+	eventstoretest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if rs.built.Load() != 1 {
 			return fmt.Errorf("transport not built")
 		}
@@ -318,7 +320,7 @@ func TestRawReaderClose(t *testing.T) {
 	})
 	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 	_ = c.Close()
-	CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+	eventstoretest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if rs.closed.Load() != 1 {
 			return fmt.Errorf("transport not closed after the client closed")
 		}
