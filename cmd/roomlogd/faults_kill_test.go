@@ -21,6 +21,9 @@ import (
 // (same room, seq and event id), no room has a gap or a duplicate seq, and
 // every key produced exactly one event.
 func TestFaultSIGKILLRepeated(t *testing.T) {
+	// Parallel with the other crash tests that judge no timing: they run
+	// after the serial ones (the slow-consumer test compares latencies).
+	t.Parallel()
 	const (
 		kills      = 5
 		publishers = 6

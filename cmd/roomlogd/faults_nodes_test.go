@@ -34,6 +34,9 @@ func newGet(url, token string) (*http.Request, error) {
 // through the dead process's session sweep, and a user who leaves for good
 // goes offline.
 func TestFaultSeveralNodes(t *testing.T) {
+	// Parallel with the other crash tests that judge no timing: they run
+	// after the serial ones (the slow-consumer test compares latencies).
+	t.Parallel()
 	const (
 		nClients = 12
 		phase1   = 600 // events published with both nodes up

@@ -197,6 +197,9 @@ type pubSample struct {
 // live tail resumes, and every client ends with every event of its rooms
 // exactly once and in order.
 func TestFaultPostgresRestart(t *testing.T) {
+	// Parallel with the other crash tests that judge no timing: they run
+	// after the serial ones (the slow-consumer test compares latencies).
+	t.Parallel()
 	const (
 		nClients   = 12
 		publishers = 4
