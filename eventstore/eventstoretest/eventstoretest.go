@@ -6,6 +6,10 @@
 // it safely. A test's database is dropped when the test passes and kept for
 // inspection when it fails. Without a reachable server the tests fail
 // loudly: they never skip.
+//
+// It also holds the helpers every package's tests share: CheckFor, to
+// wait by polling instead of sleeping, and Logger and LogWriter, to log on
+// the test.
 package eventstoretest
 
 import (
