@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	gorilla "github.com/gorilla/websocket"
 	"github.com/zishang520/socket.io/servers/engine/v3"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -124,10 +125,12 @@ type Hub struct {
 	logger     *slog.Logger
 	now        func() time.Time
 
-	io      *socket.Server
-	eio     engine.Server
-	handler http.Handler
-	gates   sync.Map // engine connection id -> *gate
+	io  *socket.Server
+	eio engine.Server
+	// upgrader opens new WebSocket sessions (upgrade.go).
+	upgrader *gorilla.Upgrader
+	handler  http.Handler
+	gates    sync.Map // engine connection id -> *gate
 
 	mu    sync.RWMutex
 	conns map[socket.SocketId]*conn
@@ -236,6 +239,7 @@ func NewHub(p HubParams) (*Hub, error) {
 	opts.SetAdapter(adapterBuilder{h: h})
 	h.io = socket.NewServer(nil, opts)
 	h.eio = engine.NewServer(opts)
+	h.upgrader = newUpgrader(h.eio.Opts())
 	// Registered before Bind, so it runs before the Socket.IO client is
 	// created for the connection: see gate.go and polling.go.
 	_ = h.eio.On("connection", func(args ...any) {
@@ -253,9 +257,16 @@ func NewHub(p HubParams) (*Hub, error) {
 	// The engine keeps a connection's handshake request for as long as the
 	// connection lives; it gets a shallow copy of each request, whose
 	// headers the Hub drops once the socket is authenticated (see
-	// releaseHandshake) without touching net/http's own.
+	// releaseHandshake) without touching net/http's own. A new session on
+	// WebSocket is upgraded by the Hub (upgrade.go), the rest by the
+	// engine.
 	h.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.eio.ServeHTTP(w, r.WithContext(r.Context()))
+		r = r.WithContext(r.Context())
+		if opensWebSocket(r) && h.eio.Transports().Has(transports.WEBSOCKET) {
+			h.serveUpgrade(w, r)
+			return
+		}
+		h.eio.ServeHTTP(w, r)
 	})
 	return h, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -369,6 +370,34 @@ func TestHubMembersParam(t *testing.T) {
 			}
 			if err == nil && h.membership == nil {
 				t.Fatal("the Hub has no membership checker")
+			}
+		})
+	}
+}
+
+// TestOpensWebSocket checks which requests the Hub upgrades itself: a new
+// session on WebSocket, and nothing the engine must see (a sid, polling,
+// a request that is not an upgrade).
+func TestOpensWebSocket(t *testing.T) {
+	upgrade := http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}
+	for _, tc := range []struct {
+		name   string
+		query  string
+		header http.Header
+		want   bool
+	}{
+		{"NewWebSocketSession", "EIO=4&transport=websocket", upgrade, true},
+		{"UpgradeOfAPollingSession", "EIO=4&transport=websocket&sid=abc", upgrade, false},
+		{"EmptySid", "EIO=4&transport=websocket&sid=", upgrade, false},
+		{"PollingTransport", "EIO=4&transport=polling", upgrade, false},
+		{"NoTransport", "EIO=4", upgrade, false},
+		{"NotAnUpgrade", "EIO=4&transport=websocket", http.Header{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/socket.io/?"+tc.query, nil)
+			r.Header = tc.header
+			if got := opensWebSocket(r); got != tc.want {
+				t.Fatalf("opensWebSocket(%s) = %v, want %v", tc.query, got, tc.want)
 			}
 		})
 	}
