@@ -318,3 +318,63 @@ func TestSoakVerdict(t *testing.T) {
 		})
 	}
 }
+
+// TestTryConfirmed checks (c)'s confirmation of a failing step: it is
+// tried again up to confirm times and fails only if every try fails.
+func TestTryConfirmed(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		confirm int
+		results []bool // what each try returns, in order
+		pass    bool
+		tries   int
+	}{
+		{"PassesAtOnce", 1, []bool{true}, true, 1},
+		{"PassesOnRetry", 1, []bool{false, true}, true, 2},
+		{"FailsTwice", 1, []bool{false, false}, false, 2},
+		{"NoConfirmation", 0, []bool{false, true}, false, 1},
+		{"ThirdTry", 2, []bool{false, false, true}, true, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tries := 0
+			pass := tryConfirmed(tt.confirm, func() bool {
+				tries++
+				return tt.results[tries-1]
+			})
+			if pass != tt.pass || tries != tt.tries {
+				t.Fatalf("got pass %v after %d tries, want %v after %d", pass, tries, tt.pass, tt.tries)
+			}
+		})
+	}
+}
+
+// TestSummarizeSearchTransient checks that a step that failed once and
+// passed when tried again is listed as transient, not as the lowest
+// failing step.
+func TestSummarizeSearchTransient(t *testing.T) {
+	t.Parallel()
+	step := func(rate int, pass, transient bool) searchStep {
+		r := fanoutResult{deliver: &hist{}, ack: &hist{}, received: int64(rate) * 3}
+		return searchStep{rate: rate, r: r, pass: pass, transient: transient, why: "p99 130ms"}
+	}
+	res := searchResult{steps: []searchStep{
+		step(100, true, false),
+		step(200, false, true), // failed once ...
+		step(200, true, false), // ... then passed
+		step(400, false, false),
+		step(400, false, false), // confirmed
+		step(300, true, false),
+	}, best: 5}
+	sum := summarizeSearch([]searchResult{res}, 3*time.Second)
+	if !sum.ok || sum.best.rate != 300 {
+		t.Fatalf("best %+v", sum.best)
+	}
+	if sum.failed == nil || sum.failed.rate != 400 {
+		t.Fatalf("lowest failing step %+v, want 400/s", sum.failed)
+	}
+	if len(sum.transient) != 1 || sum.transient[0].rate != 200 {
+		t.Fatalf("transient %+v, want the one try at 200/s", sum.transient)
+	}
+}

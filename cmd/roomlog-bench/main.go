@@ -41,7 +41,7 @@
 //	    [-only MODE] [-async-commit]
 //	roomlog-bench scenarios [-duration 5s] [-warmup 1s] [-rooms 1000] [-subs 10] [-rate 1000]
 //	    [-hot-subs 1000] [-hot-rates 10,100] [-c-rooms 100] [-c-subs 10] [-c-start 100]
-//	    [-c-max 20000] [-c-factor 2] [-c-bisect 3] [-c-p99 100ms] [-c-duration 3s]
+//	    [-c-max 20000] [-c-factor 2] [-c-bisect 3] [-c-confirm 1] [-c-p99 100ms] [-c-duration 3s]
 //	    [-catchup 10000] [-catchup-page 10000] [-catchup-reps 5] [-idle-conns 10000] [-idle-gc=true] [-idle-profile DIR]
 //	    [-storm-clients 5000] [-storm-rooms 100] [-storm-events 1000] [-targets roomlog,node,async,tail]
 //	    [-only abcdef] [-repeat 1]
@@ -149,6 +149,7 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.Search.Max, "c-max", 20000, "(c) highest publish rate tried, publishes/s")
 	fs.Float64Var(&o.Search.Factor, "c-factor", 2, "(c) publish rate multiplier per passing step (> 1)")
 	fs.IntVar(&o.Search.Bisect, "c-bisect", 3, "(c) bisection steps between the last pass and the first failure")
+	fs.IntVar(&o.Search.Confirm, "c-confirm", 1, "(c) times a failing step is tried again before it counts as failed (every target alike)")
 	fs.DurationVar(&o.Search.P99, "c-p99", 100*time.Millisecond, "(c) a step passes with delivery p99 under this (and nothing lost)")
 	fs.DurationVar(&o.Search.Duration, "c-duration", 3*time.Second, "(c) measured time per step (after -warmup)")
 	fs.IntVar(&o.CatchUpEvents, "catchup", 10000, "(e) missed events to catch up")
@@ -177,8 +178,8 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > httpapi.MaxCatchUpLimit || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 || o.Repeat <= 0 || o.Warmup < 0 {
 		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms, -repeat must be positive, -warmup and -storm-events not negative, and -catchup-page in 1..%d", httpapi.MaxCatchUpLimit)
 	}
-	if so := o.Search; so.Rooms <= 0 || so.Subs <= 0 || so.Start <= 0 || so.Max < so.Start || so.Factor <= 1 || so.Bisect < 0 || so.P99 <= 0 || so.Duration <= 0 {
-		return fmt.Errorf("scenarios: -c-rooms, -c-subs, -c-start, -c-p99, -c-duration must be positive, -c-max >= -c-start, -c-factor > 1, -c-bisect >= 0")
+	if so := o.Search; so.Rooms <= 0 || so.Subs <= 0 || so.Start <= 0 || so.Max < so.Start || so.Factor <= 1 || so.Bisect < 0 || so.Confirm < 0 || so.P99 <= 0 || so.Duration <= 0 {
+		return fmt.Errorf("scenarios: -c-rooms, -c-subs, -c-start, -c-p99, -c-duration must be positive, -c-max >= -c-start, -c-factor > 1, -c-bisect and -c-confirm >= 0")
 	}
 	return runScenarios(ctx, o, os.Stdout, os.Stderr)
 }
