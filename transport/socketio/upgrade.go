@@ -98,14 +98,11 @@ func (h *Hub) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// refuseUpgrade answers a refused upgrade as the engine does: the
-// "connection_error" event, then a 400 whose body is the message.
+// refuseUpgrade answers an upgrade refused before it was made as the
+// engine does: the "connection_error" event, then a 400 whose body is the
+// message.
 func (h *Hub) refuseUpgrade(ctx *types.HttpContext, code *types.CodeMessage, errCtx map[string]any) {
 	h.eio.Emit("connection_error", &types.ErrorMessage{CodeMessage: code, Req: ctx, Context: errCtx})
-	if ctx.Websocket != nil {
-		closeUpgraded(ctx, code, errCtx)
-		return
-	}
 	_ = ctx.SetStatusCode(http.StatusBadRequest)
 	_, _ = ctx.Write([]byte(refusalMessage(code, errCtx)))
 }
