@@ -16,7 +16,8 @@ import (
 
 // TestUpgrade covers the Hub's own upgrade of a new WebSocket session
 // (upgrade.go): it opens sessions as the engine did, refuses what the
-// engine refused with the same answer, reads client messages larger than
+// engine refused with the same answer (before the upgrade, and after it
+// when the engine's handshake refuses), reads client messages larger than
 // its small read buffer and enforces the payload limit.
 func TestUpgrade(t *testing.T) {
 	const maxPayload = 4 << 10
@@ -111,6 +112,22 @@ func TestUpgrade(t *testing.T) {
 		}
 		if got := srv.Hub.Stats().Rejected; got != before+1 {
 			t.Fatalf("Stats.Rejected %d -> %d, want one more", before, got)
+		}
+	})
+
+	t.Run("OldProtocol", func(t *testing.T) {
+		// Upgraded, then refused by the engine's handshake: a close frame
+		// carries the reason, as the engine sends it.
+		ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(wsURL, "EIO=4", "EIO=3", 1), http.Header{"Origin": {frontend}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, msg, err := ws.ReadMessage()
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure || ce.Text != "Unsupported protocol version" {
+			t.Fatalf("EIO=3: got %q, %v; want a close 1000 %q", msg, err, "Unsupported protocol version")
 		}
 	})
 
