@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,6 +55,22 @@ func (r fanoutResult) lossPct() float64 {
 		return 0
 	}
 	return 100 * float64(max(0, r.expected-r.received)) / float64(r.expected)
+}
+
+// faults says what makes r incomplete, or nil: failed publishes, and
+// deliveries lost or made twice. The soak and (c)'s steps judge by it.
+func (r fanoutResult) faults() error {
+	var errs []error
+	if r.pubErrs > 0 {
+		errs = append(errs, fmt.Errorf("%d of %d publishes failed (first: %v)", r.pubErrs, r.published, r.firstErr))
+	}
+	switch {
+	case r.received < r.expected:
+		errs = append(errs, fmt.Errorf("%d of %d deliveries lost (%.2f%%): a socket dropped or an event missed", r.expected-r.received, r.expected, r.lossPct()))
+	case r.received > r.expected:
+		errs = append(errs, fmt.Errorf("%d deliveries more than the %d expected: events delivered twice", r.received-r.expected, r.expected))
+	}
+	return errors.Join(errs...)
 }
 
 // payloadPad makes a bench payload ~200 bytes, like a small chat message.

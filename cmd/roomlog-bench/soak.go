@@ -89,18 +89,8 @@ func runSoak(ctx context.Context, o soakOptions, out, progress io.Writer) error 
 
 // soakVerdict says what is wrong with a soak's result, or nil.
 func soakVerdict(r fanoutResult) error {
-	var errs []error
 	if r.published == 0 {
-		errs = append(errs, errors.New("nothing was published"))
+		return errors.Join(errors.New("nothing was published"), r.faults())
 	}
-	if r.pubErrs > 0 {
-		errs = append(errs, fmt.Errorf("%d of %d publishes failed (first: %v)", r.pubErrs, r.published, r.firstErr))
-	}
-	switch {
-	case r.received < r.expected:
-		errs = append(errs, fmt.Errorf("%d of %d deliveries lost (%.2f%%): a socket dropped or an event missed", r.expected-r.received, r.expected, r.lossPct()))
-	case r.received > r.expected:
-		errs = append(errs, fmt.Errorf("%d deliveries more than the %d expected: events delivered twice", r.received-r.expected, r.expected))
-	}
-	return errors.Join(errs...)
+	return r.faults()
 }

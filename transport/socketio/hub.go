@@ -262,7 +262,7 @@ func NewHub(p HubParams) (*Hub, error) {
 	// engine.
 	h.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(r.Context())
-		if opensWebSocket(r) && h.eio.Transports().Has(transports.WEBSOCKET) {
+		if opensWebSocket(r) { // the Hub always serves WebSocket (SetTransports above)
 			h.serveUpgrade(w, r)
 			return
 		}
