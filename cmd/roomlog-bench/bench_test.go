@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -242,11 +243,11 @@ func TestCommitStalls(t *testing.T) {
 		}
 		b.WriteString("roomlog_eventstore_commit_duration_seconds_sum 1\n")
 		b.WriteString("roomlog_eventstore_commit_duration_seconds_count " + counts[len(counts)-1] + "\n")
-		h, err := parseCommitHist(strings.NewReader(b.String()))
+		sc, err := parseScrape(strings.NewReader(b.String()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return h
+		return sc.commits
 	}
 	before := scrape("10", "20", "30", "40", "41", "41", "41")
 	tests := []struct {
@@ -276,8 +277,57 @@ func TestCommitStalls(t *testing.T) {
 	if got := (commitStalls{}).String(); got != "-" {
 		t.Fatalf("unknown stalls = %q, want -", got)
 	}
-	if _, err := parseCommitHist(strings.NewReader("go_gc_duration_seconds 1\n")); err == nil {
-		t.Fatal("parseCommitHist accepted a scrape without the histogram")
+	if _, err := parseScrape(strings.NewReader("go_gc_duration_seconds 1\n")); err == nil {
+		t.Fatal("parseScrape accepted a scrape without the histogram")
+	}
+}
+
+// TestGCWindow: the runtime's counters over a window give the server's
+// collections and its allocation per publish; a scrape without them (the
+// counters are optional) leaves the window unknown.
+func TestGCWindow(t *testing.T) {
+	t.Parallel()
+	scrape := func(runtime string) serverScrape {
+		t.Helper()
+		text := "# TYPE " + commitHistName + " histogram\n" + commitHistName + `_bucket{le="+Inf"} 1` + "\n" +
+			commitHistName + "_sum 1\n" + commitHistName + "_count 1\n" + runtime
+		sc, err := parseScrape(strings.NewReader(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc
+	}
+	counters := func(cycles int, alloc string) string {
+		return "# TYPE go_gc_duration_seconds summary\n" +
+			fmt.Sprintf("go_gc_duration_seconds_sum 0.1\ngo_gc_duration_seconds_count %d\n", cycles) +
+			"# TYPE go_memstats_alloc_bytes_total counter\ngo_memstats_alloc_bytes_total " + alloc + "\n"
+	}
+	before := scrape(counters(17, "1e9"))
+	tests := []struct {
+		name        string
+		before      serverScrape
+		after       serverScrape
+		published   int64
+		want        string
+		allocPerPub float64
+	}{
+		{"TwoCycles", before, scrape(counters(19, "1.1e9")), 5000, "2", 20000},
+		{"NoCycle", before, scrape(counters(17, "1.0005e9")), 500, "0", 1000},
+		{"NoPublish", before, scrape(counters(18, "1.1e9")), 0, "1", 0},
+		{"NoCounters", before, scrape(""), 5000, "-", 0},
+		{"NoCountersBefore", scrape(""), before, 5000, "-", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := gcBetween(tt.before, tt.after, tt.published)
+			if got := w.String(); got != tt.want {
+				t.Fatalf("cycles = %q, want %q", got, tt.want)
+			}
+			if w.allocPerPub != tt.allocPerPub {
+				t.Fatalf("alloc per publish = %v, want %v", w.allocPerPub, tt.allocPerPub)
+			}
+		})
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -28,37 +29,66 @@ type commitHist map[float64]float64
 // commitHistName is the histogram's name in /metrics.
 const commitHistName = "roomlog_eventstore_commit_duration_seconds"
 
-// scrapeCommits reads the commit-duration histogram from s's /metrics.
-func scrapeCommits(ctx context.Context, s *server) (commitHist, error) {
+// serverScrape is one scrape of a roomlogd's /metrics: its commit-duration
+// histogram and its Go runtime's garbage collections and allocation.
+type serverScrape struct {
+	commits commitHist
+	// gcCycles (go_gc_duration_seconds' count) and allocBytes
+	// (go_memstats_alloc_bytes_total) are cumulative; runtime is false if
+	// the scrape had neither.
+	gcCycles, allocBytes float64
+	runtime              bool
+}
+
+// scrapeServer reads the commit-duration histogram and the runtime's
+// counters from s's /metrics.
+func scrapeServer(ctx context.Context, s *server) (serverScrape, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.metricsURL, nil)
 	if err != nil {
-		return nil, err
+		return serverScrape{}, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", s.metricsURL, err)
+		return serverScrape{}, fmt.Errorf("scrape %s: %w", s.metricsURL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape %s: %s", s.metricsURL, resp.Status)
+		return serverScrape{}, fmt.Errorf("scrape %s: %s", s.metricsURL, resp.Status)
 	}
-	h, err := parseCommitHist(resp.Body)
+	sc, err := parseScrape(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", s.metricsURL, err)
+		return serverScrape{}, fmt.Errorf("scrape %s: %w", s.metricsURL, err)
 	}
-	return h, nil
+	return sc, nil
 }
 
-// parseCommitHist reads commitHistName's buckets from a scrape in the
-// Prometheus text format (expfmt's parser).
-func parseCommitHist(r io.Reader) (commitHist, error) {
+// parseScrape reads a scrape in the Prometheus text format (expfmt's
+// parser): commitHistName's buckets, which it requires, and the runtime's
+// counters, if present.
+func parseScrape(r io.Reader) (serverScrape, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(r)
 	if err != nil {
-		return nil, err
+		return serverScrape{}, err
 	}
+	h, err := commitHistOf(families)
+	if err != nil {
+		return serverScrape{}, err
+	}
+	sc := serverScrape{commits: h}
+	gc, alloc := families["go_gc_duration_seconds"], families["go_memstats_alloc_bytes_total"]
+	if gc != nil && alloc != nil && len(gc.GetMetric()) > 0 && len(alloc.GetMetric()) > 0 {
+		sc.gcCycles = float64(gc.GetMetric()[0].GetSummary().GetSampleCount())
+		sc.allocBytes = alloc.GetMetric()[0].GetCounter().GetValue()
+		sc.runtime = true
+	}
+	return sc, nil
+}
+
+// commitHistOf finds commitHistName's buckets among parsed families.
+func commitHistOf(families map[string]*dto.MetricFamily) (commitHist, error) {
 	f := families[commitHistName]
 	if f == nil || len(f.GetMetric()) == 0 || f.GetMetric()[0].GetHistogram() == nil {
 		return nil, fmt.Errorf("no %s histogram", commitHistName)
@@ -128,4 +158,35 @@ func (c commitStalls) String() string {
 		return fmt.Sprintf("%d (some > last bucket)", c.slow)
 	}
 	return fmt.Sprintf("%d (<=%.0fms)", c.slow, c.worst*1000)
+}
+
+// gcWindow is what the runtime's counters say about one measured window:
+// the server's garbage collections and the bytes it allocated per publish.
+// Each collection marks the whole live heap (with 10,000 sockets, about
+// 160 MB) and takes most of both CPUs for a few hundred milliseconds, which
+// is where a cell's latency tail comes from (docs/benchmarks.md).
+type gcWindow struct {
+	known       bool // false: the target has no such counters
+	cycles      int64
+	allocPerPub float64 // bytes
+}
+
+// gcBetween compares two scrapes over a window with published publishes.
+func gcBetween(before, after serverScrape, published int64) gcWindow {
+	if !before.runtime || !after.runtime {
+		return gcWindow{}
+	}
+	w := gcWindow{known: true, cycles: int64(after.gcCycles - before.gcCycles)}
+	if published > 0 {
+		w.allocPerPub = (after.allocBytes - before.allocBytes) / float64(published)
+	}
+	return w
+}
+
+// String is "-" for a target without the counters, else the cycles.
+func (w gcWindow) String() string {
+	if !w.known {
+		return "-"
+	}
+	return fmt.Sprint(w.cycles)
 }

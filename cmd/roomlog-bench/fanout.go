@@ -48,6 +48,9 @@ type fanoutResult struct {
 	// from the end of the warmup until the last publish was answered (not
 	// known for the peer, or if a scrape failed).
 	stalls commitStalls
+	// gc is the server's garbage collections over the same window, and
+	// its allocation per publish (not known for the peer).
+	gc gcWindow
 }
 
 func (r fanoutResult) lossPct() float64 {
@@ -153,14 +156,18 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 	watchFrom := int(c.Warmup / interval)
 	// The commit histogram at the end of the warmup, scraped aside so the
 	// schedule does not wait for it.
-	commitsBefore := make(chan commitHist, 1)
+	commitsBefore := make(chan *serverScrape, 1)
 	for i := range total {
 		if i == watchFrom {
 			stopWatch = watch.start(ctx)
 			if s.metricsURL != "" {
 				go func() {
-					h, _ := scrapeCommits(ctx, s) // nil on failure: stalls unknown
-					commitsBefore <- h
+					sc, err := scrapeServer(ctx, s)
+					if err != nil {
+						commitsBefore <- nil // stalls unknown
+						return
+					}
+					commitsBefore <- &sc
 				}()
 			}
 		}
@@ -182,8 +189,9 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 	if s.metricsURL != "" && ctx.Err() == nil {
 		// Every measured publish is answered, so its commit is counted.
 		before := <-commitsBefore
-		if after, err := scrapeCommits(ctx, s); err == nil && before != nil {
-			res.stalls = stallsBetween(before, after)
+		if after, err := scrapeServer(ctx, s); err == nil && before != nil {
+			res.stalls = stallsBetween(before.commits, after.commits)
+			res.gc = gcBetween(*before, after, int64(c.Duration/interval))
 		}
 	}
 	res.published, res.pubErrs = published.Load(), pubErrs.Load()

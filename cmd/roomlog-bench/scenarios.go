@@ -225,6 +225,7 @@ type fanoutSummary struct {
 	pubErrs              int64
 	p99s                 []time.Duration // each successful run's p99
 	stalls               []commitStalls  // each successful run's slow commits
+	gcs                  []gcWindow      // each successful run's garbage collections
 }
 
 func summarize(runs []fanoutRun, measured time.Duration) fanoutSummary {
@@ -252,6 +253,7 @@ func summarize(runs []fanoutRun, measured time.Duration) fanoutSummary {
 		s.lossPct = max(s.lossPct, res.lossPct())
 		s.oldestXact = max(s.oldestXact, res.oldestXact.age)
 		s.stalls = append(s.stalls, res.stalls)
+		s.gcs = append(s.gcs, res.gc)
 		s.pubErrs += res.pubErrs
 		if s.pubErr == nil {
 			s.pubErr = res.firstErr
@@ -302,9 +304,10 @@ func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, target
 	fmt.Fprintf(out, "each cell: %v warmup + %v measured, open loop, latency from the scheduled send time to receipt by each subscriber (log-bucket histogram, ~3%% precision); %s (loss: the worst run; pub errors: the sum);\n", o.Warmup, o.Duration, runsNote(o.Repeat))
 	fmt.Fprintf(out, "publishes through roomlog's REST API (durable: acknowledged after COMMIT) or the Node peer's POST /publish; ~200-byte payload; loss = expected deliveries not received before 5 s pass with none arriving (at most %v after the last publish);\n", defaultDrainLimit)
 	fmt.Fprintf(out, "oldest xact: the oldest transaction holding an xid anywhere on the PostgreSQL cluster while measuring (worst run; sampled every 100 ms); roomlog's tail waits only for those that write events (the writer horizon), but any old transaction hints at a busy or shared cluster\n")
-	fmt.Fprintf(out, "commits > %.0fms: roomlogd's group commits that took longer while measuring (its commit-duration histogram, scraped at the end of the warmup and once every publish was answered; in each run's order, with the bound of the slowest bucket); every publish waiting on such a commit waits as long, so a cell's p99 follows them; commit p99: the histogram bucket that holds the 99th percentile group commit of each run (durable: the disk's flush is in it)\n\n", slowCommitBound*1000)
+	fmt.Fprintf(out, "commits > %.0fms: roomlogd's group commits that took longer while measuring (its commit-duration histogram, scraped at the end of the warmup and once every publish was answered; in each run's order, with the bound of the slowest bucket); every publish waiting on such a commit waits as long, so a cell's p99 follows them; commit p99: the histogram bucket that holds the 99th percentile group commit of each run (durable: the disk's flush is in it)\n", slowCommitBound*1000)
+	fmt.Fprintf(out, "server GCs: roomlogd's garbage collections over the same window, each run; alloc/pub: the bytes it allocated in that window per measured publish (median); each collection marks the whole live heap, most of it the sockets' state, on both CPUs for a few hundred ms, and on this machine sets most of the cell's latency tail (docs/benchmarks.md)\n\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	hdr := fmt.Sprintf("scenario\ttarget\tpub/s\tdeliveries/s\tp50\tp99\tp99.9\tmax\tpub ack p99\tloss\tpub errors\tconnect\toldest xact\tcommits > %.0fms\tcommit p99\tvs node p50/p99\t", slowCommitBound*1000)
+	hdr := fmt.Sprintf("scenario\ttarget\tpub/s\tdeliveries/s\tp50\tp99\tp99.9\tmax\tpub ack p99\tloss\tpub errors\tconnect\toldest xact\tcommits > %.0fms\tcommit p99\tserver GCs\talloc/pub\tvs node p50/p99\t", slowCommitBound*1000)
 	if o.Repeat > 1 {
 		hdr += "p99 of each run\t"
 	}
@@ -332,9 +335,20 @@ func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, target
 			for k, st := range r.stalls {
 				stalls[k], commitP99s[k] = st.String(), st.p99String()
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t%s\t%s\t%s\t", c.Name, t.s.name,
+			gcs, allocs := make([]string, len(r.gcs)), []float64{}
+			for k, w := range r.gcs {
+				gcs[k] = w.String()
+				if w.known {
+					allocs = append(allocs, w.allocPerPub)
+				}
+			}
+			alloc := "-"
+			if len(allocs) > 0 {
+				alloc = fmt.Sprintf("%.1f KiB", median(allocs)/1024)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t", c.Name, t.s.name,
 				r.pubRate, r.deliverRate, ms(r.p50), ms(r.p99), ms(r.p999), ms(r.max),
-				ms(r.ackP99), r.lossPct, r.pubErrs, r.connect.Round(time.Millisecond), ms(r.oldestXact), strings.Join(stalls, " "), strings.Join(commitP99s, " "), ratio)
+				ms(r.ackP99), r.lossPct, r.pubErrs, r.connect.Round(time.Millisecond), ms(r.oldestXact), strings.Join(stalls, " "), strings.Join(commitP99s, " "), strings.Join(gcs, " "), alloc, ratio)
 			if o.Repeat > 1 {
 				each := make([]string, len(r.p99s))
 				for k, d := range r.p99s {
