@@ -217,9 +217,10 @@ func TestPrintCatchUpRowPerClient(t *testing.T) {
 func TestScenariosFlagsRefused(t *testing.T) {
 	t.Parallel()
 	for name, args := range map[string][]string{
-		"NegativeWarmup":   {"-warmup", "-1s"},
-		"ZeroDuration":     {"-duration", "0s"},
-		"NegativeStormEvs": {"-storm-events", "-1"},
+		"NegativeWarmup":    {"-warmup", "-1s"},
+		"ZeroDuration":      {"-duration", "0s"},
+		"NegativeStormEvs":  {"-storm-events", "-1"},
+		"RoomlogEnvNoValue": {"-roomlog-env", "GOGC"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -279,6 +280,32 @@ func TestCommitStalls(t *testing.T) {
 	}
 	if _, err := parseScrape(strings.NewReader("go_gc_duration_seconds 1\n")); err == nil {
 		t.Fatal("parseScrape accepted a scrape without the histogram")
+	}
+}
+
+// TestParseEnvList: -roomlog-env takes space-separated NAME=value pairs
+// and refuses anything else before a server starts.
+func TestParseEnvList(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want []string
+		ok   bool
+	}{
+		{"", nil, true},
+		{"GOGC=400", []string{"GOGC=400"}, true},
+		{"  GOGC=400   GOMEMLIMIT=1GiB ", []string{"GOGC=400", "GOMEMLIMIT=1GiB"}, true},
+		{"GODEBUG=gctrace=1", []string{"GODEBUG=gctrace=1"}, true},
+		{"EMPTY=", []string{"EMPTY="}, true},
+		{"GOGC", nil, false},
+		{"=400", nil, false},
+		{"GO-GC=1", nil, false},
+	}
+	for _, tt := range tests {
+		got, err := parseEnvList(tt.in)
+		if (err == nil) != tt.ok || !slices.Equal(got, tt.want) {
+			t.Errorf("parseEnvList(%q) = %q, %v; want %q, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
 	}
 }
 

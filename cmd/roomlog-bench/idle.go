@@ -270,7 +270,7 @@ func runIdleTargets(ctx context.Context, o scenarioOptions, root, bin, tmp strin
 				}
 				gcHow = "global.gc() (node --expose-gc, SIGUSR2) before each sample"
 			}
-			s, drop, err := startTarget(ctx, t, bin, root, env, args...)
+			s, drop, err := startTarget(ctx, t, bin, root, env, o.RoomlogEnv, args...)
 			if err != nil {
 				out[ti] = append(out[ti], idleResult{name: targetName(t), connErr: err})
 				continue

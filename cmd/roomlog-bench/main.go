@@ -163,6 +163,8 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.StormEvents, "storm-events", 1000, "(f) events published before the crash")
 	fs.StringVar(&targets, "targets", "roomlog,node,async", "systems to run: roomlog (durable), node (the Node.js socket.io peer), async (roomlog with synchronous_commit off, NOT durable), tail (roomlog with the live hand-off off: ROOMLOG_TAIL_ONLY)")
 	fs.StringVar(&o.Only, "only", "", "run only these scenarios, e.g. ab, c, e, d or f (default all: a, b, c, d, e, f)")
+	var roomlogEnv string
+	fs.StringVar(&roomlogEnv, "roomlog-env", "", "extra environment for every roomlogd target, space-separated NAME=value pairs, e.g. \"GOGC=400\" to price a GC setting (the load tool's own environment is unchanged)")
 	fs.IntVar(&o.Repeat, "repeat", 1, "(a), (b), (c), (d), (f) runs of every cell per target, in interleaved order (A B C A B C ...); tables print the median ((e) has -catchup-reps)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -175,6 +177,11 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 		o.HotRates = append(o.HotRates, n)
 	}
 	o.Targets = strings.Split(targets, ",")
+	env, err := parseEnvList(roomlogEnv)
+	if err != nil {
+		return fmt.Errorf("-roomlog-env: %w", err)
+	}
+	o.RoomlogEnv = env
 	if o.Rooms <= 0 || o.Subs <= 0 || o.Rate <= 0 || o.HotSubs <= 0 || o.Duration <= 0 || o.CatchUpEvents <= 0 || o.CatchUpPage <= 0 || o.CatchUpPage > httpapi.MaxCatchUpLimit || o.CatchUpReps <= 0 || o.IdleConns <= 0 || o.StormClients <= 0 || o.StormRooms <= 0 || o.StormEvents < 0 || o.Repeat <= 0 || o.Warmup < 0 {
 		return fmt.Errorf("scenarios: -rooms, -subs, -rate, -hot-subs, -duration, -catchup, -catchup-reps, -idle-conns, -storm-clients, -storm-rooms, -repeat must be positive, -warmup and -storm-events not negative, and -catchup-page in 1..%d", httpapi.MaxCatchUpLimit)
 	}
@@ -246,4 +253,20 @@ func benchServer() (*url.URL, string, error) {
 	admin := *u
 	admin.Path = "/postgres"
 	return u, admin.String(), nil
+}
+
+// parseEnvList splits "A=1 B=2" into environment entries, refusing a
+// field that is not NAME=value with NAME of ASCII letters, digits and _.
+func parseEnvList(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Fields(s) {
+		name, _, ok := strings.Cut(f, "=")
+		if !ok || name == "" || strings.TrimFunc(name, func(r rune) bool {
+			return r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9'
+		}) != "" {
+			return nil, fmt.Errorf("%q is not NAME=value", f)
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }

@@ -41,6 +41,9 @@ type scenarioOptions struct {
 	Only string
 	// Search: scenario (c).
 	Search searchOptions
+	// RoomlogEnv ("NAME=value") is added to every roomlogd target's
+	// environment (-roomlog-env), e.g. GOGC=400 to price a GC setting.
+	RoomlogEnv []string
 	// Repeat: runs of every cell of (a), (b), (c), (d) and (f) per
 	// target, interleaved across targets; the tables print medians. (e)
 	// runs CatchUpReps times instead.
@@ -130,7 +133,7 @@ func runScenarios(ctx context.Context, o scenarioOptions, out, progress io.Write
 // runStormTarget runs scenario (f) on a durable roomlogd with a fresh
 // database.
 func runStormTarget(ctx context.Context, o scenarioOptions, bin, root string, progress io.Writer) (stormResult, error) {
-	s, drop, err := startTarget(ctx, "roomlog", bin, root, nil)
+	s, drop, err := startTarget(ctx, "roomlog", bin, root, nil, o.RoomlogEnv)
 	if err != nil {
 		return stormResult{}, err
 	}
@@ -156,7 +159,7 @@ func runInterleaved(ctx context.Context, o scenarioOptions, cells []fanoutCell, 
 		}
 	}()
 	for _, key := range o.Targets {
-		s, drop, err := startTarget(ctx, key, bin, root, nil)
+		s, drop, err := startTarget(ctx, key, bin, root, nil, o.RoomlogEnv)
 		if err != nil {
 			return fmt.Errorf("start %s: %w", key, err)
 		}
@@ -298,6 +301,9 @@ func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, target
 	host, _ := os.Hostname()
 	fmt.Fprintf(out, "\n# roomlog Socket.IO scenarios (%s)\n", time.Now().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(out, "machine: %s, %d CPUs, %s/%s, %s; load generator, servers and PostgreSQL share the CPUs (no pinning); all targets run side by side, one under load at a time\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	if len(o.RoomlogEnv) > 0 {
+		fmt.Fprintf(out, "roomlogd targets' extra environment (-roomlog-env): %s\n", strings.Join(o.RoomlogEnv, " "))
+	}
 	if len(cells) == 0 {
 		return
 	}

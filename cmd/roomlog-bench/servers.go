@@ -254,18 +254,20 @@ func targetName(key string) string {
 // (roomlogd with synchronous_commit off), tail (durable roomlogd with the
 // live hand-off off: ROOMLOG_TAIL_ONLY) or node (the peer, started with
 // nodeArgs). env ("NAME=value", e.g. ROOMLOG_PPROF_ADDR) is added to the
-// server's environment, whichever it is. A roomlogd gets a fresh database
+// server's environment, whichever it is; roomlogEnv (-roomlog-env, e.g.
+// GOGC=400) only to a roomlogd's. A roomlogd gets a fresh database
 // of its own, named after the target and this process so that targets
 // running side by side, and another engineer's bench on the same server,
 // never share one; drop drops it (a no-op for the peer). Call drop after
 // stopping the server.
-func startTarget(ctx context.Context, key, bin, root string, env []string, nodeArgs ...string) (s *server, drop func(), err error) {
+func startTarget(ctx context.Context, key, bin, root string, env, roomlogEnv []string, nodeArgs ...string) (s *server, drop func(), err error) {
 	switch key {
 	case "roomlog", "async", "tail":
+		env = append(slices.Clone(roomlogEnv), env...)
 		if key == "tail" {
 			// The hand-off off: this process's commits reach the sockets
 			// through NOTIFY and the tail, as other processes' do.
-			env = append(slices.Clone(env), "ROOMLOG_TAIL_ONLY=true")
+			env = append(env, "ROOMLOG_TAIL_ONLY=true")
 		}
 		db := fmt.Sprintf("%s_%s_%d", serverDatabase, key, os.Getpid())
 		dbURL, err := namedBenchDatabase(ctx, db)

@@ -59,7 +59,7 @@ func runSoak(ctx context.Context, o soakOptions, out, progress io.Writer) error 
 	if err != nil {
 		return err
 	}
-	s, drop, err := startTarget(ctx, "roomlog", bin, root, nil)
+	s, drop, err := startTarget(ctx, "roomlog", bin, root, nil, nil)
 	if err != nil {
 		return fmt.Errorf("start roomlogd: %w", err)
 	}
