@@ -302,6 +302,14 @@ const handoffLimit = 4000
 // lockKey), before its first write.
 const lockKeysSQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
 
+// implicitLockSQL opens a one-round-trip group commit: it sets
+// synchronous_commit ($2) for the transaction and takes its advisory
+// locks ($1, as lockKeysSQL). The transaction is the pipeline's implicit
+// one: with no BEGIN, every statement up to the batch's Sync runs in one
+// transaction, which the Sync commits (or, after an error, rolls back), so
+// BEGIN, SET LOCAL and COMMIT cost no statements of their own.
+const implicitLockSQL = "SELECT set_config('synchronous_commit', $2, true), count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
+
 // headsMovedCode is the SQLSTATE roomlog_advance_heads raises when a room
 // head is not where a one-round-trip append built on (heads.go).
 const headsMovedCode = "RLH01"
@@ -563,14 +571,20 @@ func (s *Store) lockAndRead(ctx context.Context, q batchSender, ls lockSet, ownT
 	return heads, known, nil
 }
 
-// queueBegin queues the statements that open a group commit's transaction.
+// queueBegin queues the statements that open a group commit's transaction
+// that spans more than one round trip.
 func (s *Store) queueBegin(b *pgx.Batch) {
 	b.Queue("BEGIN")
+	b.Queue("SELECT set_config('synchronous_commit', $1, true)", s.syncCommitSetting())
+}
+
+// syncCommitSetting is the synchronous_commit of the store's group commits:
+// on, unless Config.AsyncCommit (NOT durable) turned it off.
+func (s *Store) syncCommitSetting() string {
 	if s.cfg.AsyncCommit {
-		b.Queue("SET LOCAL synchronous_commit = off")
-	} else {
-		b.Queue("SET LOCAL synchronous_commit = on")
+		return "off"
 	}
+	return "on"
 }
 
 // execBegin reads the results of queueBegin's statements.
@@ -644,10 +658,11 @@ func (s *Store) appendInTx(ctx context.Context, q batchSender, subs []*submissio
 }
 
 // write sends p's writes in one round trip: rows, heads, keys, replay
-// lookups, the hand-off read, and (AppendTx) the NOTIFY or (group commit)
-// the COMMIT. For a one-round-trip append (p.base set), the transaction's
-// BEGIN and locks go first and roomlog_advance_heads checks p.base (see
-// appendInTx).
+// lookups, the hand-off read, and (AppendTx) the NOTIFY or (group commit
+// after lockAndRead) the COMMIT. A one-round-trip append (p.base set,
+// always a group commit) runs in the pipeline's implicit transaction: its
+// locks go first (implicitLockSQL), roomlog_advance_heads checks p.base
+// (see appendInTx), and the batch's Sync commits.
 func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls lockSet, p plan, ownTx bool) (appended, error) {
 	fast := p.base != nil
 	rows := &p.rows
@@ -659,8 +674,7 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 	}
 	b := &pgx.Batch{}
 	if fast {
-		s.queueBegin(b)
-		b.Queue(lockKeysSQL, ls.keys)
+		b.Queue(implicitLockSQL, ls.keys, s.syncCommitSetting())
 	}
 	// The rooms that get rows, with their heads after and (fast, for
 	// roomlog_advance_heads to check) before.
@@ -736,7 +750,7 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 		b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(false))
 	}
 	out.notify = ownTx && len(rows.ids) > 0
-	if ownTx {
+	if ownTx && !fast {
 		b.Queue("COMMIT")
 	}
 	if b.Len() == 0 {
@@ -754,9 +768,6 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 		return err
 	}
 	if fast {
-		if err := execBegin(br); err != nil {
-			return appended{}, err
-		}
 		if _, err := br.Exec(); err != nil {
 			return appended{}, classify("append: lock rooms", err)
 		}
@@ -813,21 +824,16 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 			return appended{}, classify("append: notify", err)
 		}
 	}
-	if ownTx {
+	if ownTx && !fast {
 		if _, err := br.Exec(); err != nil {
-			// The outcome of a failed COMMIT is unknown (the connection may
-			// have died after the server committed): report unavailable,
-			// never success. Retrying with the same idempotency key is safe.
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) {
-				return appended{}, classify("append: commit", err)
-			}
-			return appended{}, unavailable("append: commit", err)
+			return appended{}, commitFailed(err)
 		}
 	}
+	// Close reads the Sync's answer: for a one-round-trip append, the
+	// outcome of its implicit transaction's commit.
 	if err := br.Close(); err != nil {
 		if ownTx {
-			return appended{}, unavailable("append: commit", err)
+			return appended{}, commitFailed(err)
 		}
 		return appended{}, classify("append: write", err)
 	}
@@ -835,6 +841,19 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 		return appended{}, err
 	}
 	return out, nil
+}
+
+// commitFailed is the error of a group commit whose COMMIT (or Sync) failed.
+// The outcome is unknown unless the server answered with an error (the
+// connection may have died after the server committed): it is reported as
+// unavailable, never as success. Retrying with the same idempotency key is
+// safe.
+func commitFailed(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return classify("append: commit", err)
+	}
+	return unavailable("append: commit", err)
 }
 
 // readReplays reads the originals of p's replayed requests (the statement

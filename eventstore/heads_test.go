@@ -19,8 +19,9 @@ import (
 )
 
 // TestOneRoundTripAppend: an append to rooms whose heads the store's own
-// commits left takes one round trip (BEGIN to COMMIT in one pipeline, the
-// heads checked by roomlog_advance_heads); a new room costs a read first;
+// commits left takes one round trip (one pipeline in its implicit
+// transaction: the locks first, the heads checked by
+// roomlog_advance_heads, committed by the Sync); a new room costs a read first;
 // when another process appended meanwhile, or an idempotency key is
 // already stored, the one-round-trip attempt writes nothing and the append
 // is made again the two-round-trip way, with the right seq, hash chain
@@ -90,9 +91,11 @@ func TestOneRoundTripAppend(t *testing.T) {
 			t.Errorf("%s: event %s, want the original %s", st.name, res.EventID, ids[st.sameEvent])
 		}
 		if st.trips == 1 {
-			// One pipeline: lock, check the heads, insert, commit.
+			// One pipeline: lock, check the heads, insert; the Sync
+			// commits, so no BEGIN or COMMIT of its own.
 			b := batches[0]
-			if b[0] != "BEGIN" || b[len(b)-1] != "COMMIT" || !slices.ContainsFunc(b, func(q string) bool { return strings.Contains(q, "roomlog_advance_heads") }) {
+			if !strings.Contains(b[0], "pg_advisory_xact_lock") || !slices.ContainsFunc(b, func(q string) bool { return strings.Contains(q, "roomlog_advance_heads") }) ||
+				slices.ContainsFunc(b, func(q string) bool { return q == "BEGIN" || q == "COMMIT" }) {
 				t.Errorf("%s: one round trip sent %q", st.name, b)
 			}
 		}
@@ -102,6 +105,80 @@ func TestOneRoundTripAppend(t *testing.T) {
 		t.Errorf("remembered head of chat-1: %d %v, want 9", seq, ok)
 	}
 }
+
+// TestGroupCommitSynchronousCommit: a group commit's transaction runs with
+// synchronous_commit on (off only with Config.AsyncCommit), in the
+// one-round-trip append's implicit transaction as in the two-round-trip
+// one's explicit block, and the setting ends with the transaction. A
+// trigger on events records the setting each insert ran with.
+func TestGroupCommitSynchronousCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := eventstoretest.New(t)
+	if _, err := pool.Exec(ctx, `
+		ALTER DATABASE `+quoteIdent(pool.Config().ConnConfig.Database)+` SET synchronous_commit = local;
+		CREATE TABLE seen_sync (room text, seq int8, setting text);
+		CREATE FUNCTION record_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			INSERT INTO seen_sync VALUES (NEW.room, NEW.seq, current_setting('synchronous_commit'));
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER record_sync AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION record_sync();`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		async bool
+		want  string
+	}{{"Durable", false, "on"}, {"AsyncCommit", true, "off"}} {
+		t.Run(tt.name, func(t *testing.T) {
+			// A fresh pool: its sessions start with the database's
+			// synchronous_commit (local), which neither value is.
+			p := secondPool(t, pool)
+			s := newStore(t, p, &eventstore.Config{AsyncCommit: tt.async})
+			room := "chat-" + strings.ToLower(tt.name)
+			for i, trips := range []int{2, 1} { // a new room reads its head first; then one round trip
+				_, batches, err := s.AppendRoundTrips(ctx, []eventstore.AppendRequest{req("x-a", `{}`, room)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(batches) != trips {
+					t.Fatalf("append %d: %d round trips, want %d", i+1, len(batches), trips)
+				}
+			}
+			rows, err := pool.Query(ctx, "SELECT seq, setting FROM seen_sync WHERE room = $1 ORDER BY seq", room)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for rows.Next() {
+				var seq int64
+				var setting string
+				if err := rows.Scan(&seq, &setting); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, fmt.Sprintf("%d:%s", seq, setting))
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"1:" + tt.want, "2:" + tt.want}; !slices.Equal(got, want) {
+				t.Fatalf("settings the inserts ran with = %q, want %q", got, want)
+			}
+			// The setting was the transaction's: the sessions keep theirs.
+			var session string
+			if err := p.QueryRow(ctx, "SELECT current_setting('synchronous_commit')").Scan(&session); err != nil {
+				t.Fatal(err)
+			}
+			if session != "local" {
+				t.Fatalf("session synchronous_commit after the appends = %q, want local", session)
+			}
+		})
+	}
+}
+
+// quoteIdent quotes a PostgreSQL identifier.
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // TestAdvanceHeadsChecks: roomlog_advance_heads moves a head only from
 // exactly the (seq, hash) the writer built on, and otherwise raises RLH01
