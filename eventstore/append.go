@@ -302,6 +302,13 @@ const handoffLimit = 4000
 // lockKey), before its first write.
 const lockKeysSQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
 
+// insertEventsSQL inserts a group commit's rows, one array parameter per
+// column.
+const insertEventsSQL = `INSERT INTO events (event_id, room, seq, type, payload, producer, created_at, prev_hash, hash)
+			SELECT e::uuid, r, s, t, p::json, pr, $7, ph, h
+			FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $8::bytea[], $9::bytea[])
+			  AS u(e, r, s, t, p, pr, ph, h)`
+
 // implicitLockSQL opens a one-round-trip group commit: it sets
 // synchronous_commit ($2) for the transaction and takes its advisory
 // locks ($1, as lockKeysSQL). The transaction is the pipeline's implicit
@@ -699,14 +706,11 @@ func (s *Store) write(ctx context.Context, q batchSender, subs []*submission, ls
 		b.Queue("SELECT roomlog_advance_heads($1, $2, $3, $4, $5)", hr, hos, hoh, hs, hh)
 	}
 	if len(rows.ids) > 0 {
-		insert := `INSERT INTO events (event_id, room, seq, type, payload, producer, created_at, prev_hash, hash)
-			SELECT e::uuid, r, s, t, p::json, pr, $7, ph, h
-			FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $8::bytea[], $9::bytea[])
-			  AS u(e, r, s, t, p, pr, ph, h)`
+		insert := insertEventsSQL
 		if handoff {
 			// The hand-off needs each row's place in the log; the rest of
 			// the row is in memory.
-			insert += ` RETURNING room, seq, id, txid`
+			insert = insertEventsSQL + ` RETURNING room, seq, id, txid`
 		}
 		b.Queue(insert, rows.ids, rows.rooms, rows.seqs, rows.types, rows.payloads, rows.producers, rows.at, rows.prev, rows.hash)
 		if !fast {
