@@ -612,8 +612,9 @@ func execBegin(br pgx.BatchResults) error {
 //
 // Without ownTx, q is the caller's transaction (AppendTx). With ownTx, q
 // is a connection outside any transaction, and appendInTx opens the
-// transaction (BEGIN) and commits it (COMMIT); a nil error then means the
-// transaction committed durably. It costs two round trips (lock and read,
+// transaction and commits it (BEGIN and COMMIT, or for one round trip the
+// pipeline's implicit transaction); a nil error then means the transaction
+// committed durably. It costs two round trips (lock and read,
 // then write and commit), or one when the store remembers every room's
 // head (heads.go) and wantFast is set; such a one-round-trip attempt returns
 // an error wrapping errStaleHeads, with nothing written, when what it

@@ -14,10 +14,11 @@ import (
 // group-commit writer usually appended to the same rooms a moment ago, so
 // the store remembers the heads its own commits left (headCache). When every
 // room of a group commit is remembered, the writer builds its rows on the
-// remembered heads and sends the whole transaction in one pipeline: BEGIN,
-// the room locks, roomlog_advance_heads (which checks, under the locks, that
-// each head is still exactly what the writer built on, and raises RLH01 if
-// not), the rows, COMMIT. A failed check aborts the transaction with nothing
+// remembered heads and sends the whole transaction in one pipeline, as the
+// pipeline's implicit transaction (committed by its Sync): the room locks,
+// roomlog_advance_heads (which checks, under the locks, that each head is
+// still exactly what the writer built on, and raises RLH01 if not), the
+// rows. A failed check aborts the transaction with nothing
 // written; the writer forgets those rooms and appends again the
 // two-round-trip way (errStaleHeads). So what the cache holds never decides
 // a seq or a hash: the check inside the transaction does.
