@@ -300,7 +300,10 @@ const handoffLimit = 4000
 
 // lockKeysSQL takes a transaction's advisory locks ($1, sorted; see
 // lockKey), before its first write.
-const lockKeysSQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
+const lockKeysSQL = "SELECT " + lockKeysExpr
+
+// lockKeysExpr takes the advisory locks of the keys in $1.
+const lockKeysExpr = "count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
 
 // insertEventsSQL inserts a group commit's rows, one array parameter per
 // column.
@@ -315,7 +318,7 @@ const insertEventsSQL = `INSERT INTO events (event_id, room, seq, type, payload,
 // one: with no BEGIN, every statement up to the batch's Sync runs in one
 // transaction, which the Sync commits (or, after an error, rolls back), so
 // BEGIN, SET LOCAL and COMMIT cost no statements of their own.
-const implicitLockSQL = "SELECT set_config('synchronous_commit', $2, true), count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
+const implicitLockSQL = "SELECT set_config('synchronous_commit', $2, true), " + lockKeysExpr
 
 // headsMovedCode is the SQLSTATE roomlog_advance_heads raises when a room
 // head is not where a one-round-trip append built on (heads.go).

@@ -154,9 +154,9 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 	total := int((c.Warmup + c.Duration) / interval)
 	stopWatch := func() xactSample { return xactSample{} }
 	watchFrom := int(c.Warmup / interval)
-	// The commit histogram at the end of the warmup, scraped aside so the
-	// schedule does not wait for it.
-	commitsBefore := make(chan *serverScrape, 1)
+	// The server's metrics at the end of the warmup, scraped aside so the
+	// schedule does not wait for them.
+	scrapeBefore := make(chan *serverScrape, 1)
 	for i := range total {
 		if i == watchFrom {
 			stopWatch = watch.start(ctx)
@@ -164,10 +164,10 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 				go func() {
 					sc, err := scrapeServer(ctx, s)
 					if err != nil {
-						commitsBefore <- nil // stalls unknown
+						scrapeBefore <- nil // stalls unknown
 						return
 					}
-					commitsBefore <- &sc
+					scrapeBefore <- &sc
 				}()
 			}
 		}
@@ -188,10 +188,10 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 	senders.Wait()
 	if s.metricsURL != "" && ctx.Err() == nil {
 		// Every measured publish is answered, so its commit is counted.
-		before := <-commitsBefore
+		before := <-scrapeBefore
 		if after, err := scrapeServer(ctx, s); err == nil && before != nil {
 			res.stalls = stallsBetween(before.commits, after.commits)
-			res.gc = gcBetween(*before, after, int64(c.Duration/interval))
+			res.gc = gcBetween(*before, after, int64(total-watchFrom))
 		}
 	}
 	res.published, res.pubErrs = published.Load(), pubErrs.Load()
