@@ -41,7 +41,7 @@
 //	    [-only MODE] [-async-commit]
 //	roomlog-bench scenarios [-duration 5s] [-warmup 1s] [-rooms 1000] [-subs 10] [-rate 1000]
 //	    [-hot-subs 1000] [-hot-rates 10,100] [-c-rooms 100] [-c-subs 10] [-c-start 100]
-//	    [-c-max 20000] [-c-factor 2] [-c-bisect 3] [-c-confirm 1] [-c-p99 100ms] [-c-duration 3s]
+//	    [-c-max 20000] [-c-factor 2] [-c-bisect 5] [-c-confirm 1] [-c-p99 100ms] [-c-duration 3s]
 //	    [-catchup 10000] [-catchup-page 10000] [-catchup-reps 5] [-idle-conns 10000] [-idle-gc=true] [-idle-profile DIR]
 //	    [-storm-clients 5000] [-storm-rooms 100] [-storm-events 1000] [-targets roomlog,node,async,tail]
 //	    [-only abcdef] [-repeat 1]
@@ -148,7 +148,7 @@ func runScenariosCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.Search.Start, "c-start", 100, "(c) first publish rate, publishes/s")
 	fs.IntVar(&o.Search.Max, "c-max", 20000, "(c) highest publish rate tried, publishes/s")
 	fs.Float64Var(&o.Search.Factor, "c-factor", 2, "(c) publish rate multiplier per passing step (> 1)")
-	fs.IntVar(&o.Search.Bisect, "c-bisect", 3, "(c) bisection steps between the last pass and the first failure")
+	fs.IntVar(&o.Search.Bisect, "c-bisect", 5, "(c) bisection steps between the last pass and the first failure (5: within 1/32 of the last doubling, about 3%)")
 	fs.IntVar(&o.Search.Confirm, "c-confirm", 1, "(c) times a failing step is tried again before it counts as failed (every target alike)")
 	fs.DurationVar(&o.Search.P99, "c-p99", 100*time.Millisecond, "(c) a step passes with delivery p99 under this (and nothing lost)")
 	fs.DurationVar(&o.Search.Duration, "c-duration", 3*time.Second, "(c) measured time per step (after -warmup)")
