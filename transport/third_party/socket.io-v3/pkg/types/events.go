@@ -3,6 +3,7 @@ package types
 import (
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"sync"
 
 	"github.com/zishang520/socket.io/v3/pkg/log"
@@ -61,8 +62,19 @@ type (
 		ptr uintptr
 	}
 
+	// eventList is one event's listeners, in registration order.
+	eventList struct {
+		name    EventName
+		entries []eventEntry
+	}
+
+	// emmiter keeps every event's listeners in one small slice under one
+	// lock: an emitter holds a handful of events, so a linear search is
+	// cheaper than a concurrent map, and it costs a few objects instead of
+	// several per listener.
 	emmiter struct {
-		evtListeners Map[EventName, *Slice[*eventEntry]]
+		mu     sync.RWMutex
+		events []eventList
 	}
 )
 
@@ -80,20 +92,32 @@ func (e Events) CopyTo(emitter EventEmitter) {
 
 // New returns a new, empty, EventEmitter
 func NewEventEmitter() EventEmitter {
-	emmiter := &emmiter{
-		evtListeners: Map[EventName, *Slice[*eventEntry]]{},
-	}
-
-	return emmiter
+	return &emmiter{}
 }
 
-func (e *emmiter) addListeners(evt EventName, listeners []*eventEntry) error {
+// find returns the index of evt's list, or -1. e.mu must be held.
+func (e *emmiter) find(evt EventName) int {
+	for i := range e.events {
+		if e.events[i].name == evt {
+			return i
+		}
+	}
+	return -1
+}
+
+func (e *emmiter) addListeners(evt EventName, listeners []eventEntry) error {
 	if len(listeners) == 0 {
 		return nil
 	}
 
-	evtEntry, _ := e.evtListeners.LoadOrStore(evt, NewSlice[*eventEntry]())
-	evtEntry.Push(listeners...)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i := e.find(evt)
+	if i < 0 {
+		e.events = append(e.events, eventList{name: evt})
+		i = len(e.events) - 1
+	}
+	e.events[i].entries = append(e.events[i].entries, listeners...)
 	return nil
 }
 
@@ -102,10 +126,11 @@ func (e *emmiter) AddListener(evt EventName, listeners ...EventListener) error {
 		return nil
 	}
 
-	var events []*eventEntry
+	var buf [4]eventEntry
+	events := buf[:0]
 	for _, event := range listeners {
 		if event != nil {
-			events = append(events, &eventEntry{fn: event, ptr: reflect.ValueOf(event).Pointer()})
+			events = append(events, eventEntry{fn: event, ptr: reflect.ValueOf(event).Pointer()})
 		}
 	}
 
@@ -118,17 +143,20 @@ func (e *emmiter) On(evt EventName, listeners ...EventListener) error {
 }
 
 func (e *emmiter) Emit(evt EventName, data ...any) {
-	evtEntry, ok := e.evtListeners.Load(evt)
-	if !ok {
+	// Call a snapshot, without the lock: a listener may add or remove
+	// listeners.
+	var buf [8]eventEntry
+	e.mu.RLock()
+	i := e.find(evt)
+	if i < 0 {
+		e.mu.RUnlock()
 		return
 	}
+	snapshot := append(buf[:0], e.events[i].entries...)
+	e.mu.RUnlock()
 
-	if evtEntry.Len() == 0 {
-		return
-	}
-
-	for _, event := range evtEntry.All() {
-		if event != nil {
+	for _, event := range snapshot {
+		if event.fn != nil {
 			func() {
 				defer func() {
 					if r := recover(); r != nil {
@@ -143,30 +171,35 @@ func (e *emmiter) Emit(evt EventName, data ...any) {
 }
 
 func (e *emmiter) EventNames() []EventName {
-	return e.evtListeners.Keys()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	names := make([]EventName, len(e.events))
+	for i, l := range e.events {
+		names[i] = l.name
+	}
+	return names
 }
 
 func (e *emmiter) ListenerCount(evt EventName) int {
-	evtEntry, ok := e.evtListeners.Load(evt)
-	if !ok {
-		return 0
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if i := e.find(evt); i >= 0 {
+		return len(e.events[i].entries)
 	}
-
-	return evtEntry.Len()
+	return 0
 }
 
 func (e *emmiter) Listeners(evt EventName) []EventListener {
-	evtEntry, ok := e.evtListeners.Load(evt)
-	if !ok {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	i := e.find(evt)
+	if i < 0 {
 		return nil
 	}
-
-	datas := evtEntry.All()
-	listeners := make([]EventListener, len(datas))
-	for i, l := range datas {
-		listeners[i] = l.fn
+	listeners := make([]EventListener, len(e.events[i].entries))
+	for j, l := range e.events[i].entries {
+		listeners[j] = l.fn
 	}
-
 	return listeners
 }
 
@@ -191,49 +224,61 @@ func (e *emmiter) Once(evt EventName, listeners ...EventListener) error {
 		return nil
 	}
 
-	var events []*eventEntry
+	var buf [4]eventEntry
+	events := buf[:0]
 	for _, event := range listeners {
 		if event != nil {
 			oneTime := &oneTimeListener{fired: &sync.Once{}, evt: evt, emitter: e, fn: event}
-			events = append(events, &eventEntry{fn: oneTime.execute, ptr: reflect.ValueOf(event).Pointer()})
+			events = append(events, eventEntry{fn: oneTime.execute, ptr: reflect.ValueOf(event).Pointer()})
 		}
 	}
 	return e.addListeners(evt, events)
 }
 
-// RemoveListener removes the specified listener from the listener array for the event named eventName.
+// RemoveListener removes the first listener for the event named eventName
+// that is listener.
 func (e *emmiter) RemoveListener(evt EventName, listener EventListener) bool {
 	if listener == nil {
 		return false
 	}
-
-	evtEntry, ok := e.evtListeners.Load(evt)
-
-	if !ok {
-		return false
-	}
-
-	if evtEntry.Len() == 0 {
-		return false
-	}
-
 	targetPtr := reflect.ValueOf(listener).Pointer()
 
-	remove, _ := evtEntry.RangeAndSplice(func(listener *eventEntry, i int) (bool, int, int, []*eventEntry) {
-		return listener.ptr == targetPtr, i, 1, nil
-	})
-	return len(remove) > 0
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i := e.find(evt)
+	if i < 0 {
+		return false
+	}
+	entries := e.events[i].entries
+	for j := range entries {
+		if entries[j].ptr == targetPtr {
+			// Emit and Listeners copy under the lock: deleting in place is safe.
+			e.events[i].entries = slices.Delete(entries, j, j+1)
+			return true
+		}
+	}
+	return false
 }
 
 func (e *emmiter) RemoveAllListeners(evt EventName) bool {
-	_, loaded := e.evtListeners.LoadAndDelete(evt)
-	return loaded
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i := e.find(evt)
+	if i < 0 {
+		return false
+	}
+	e.events = slices.Delete(e.events, i, i+1)
+	return true
 }
 
 func (e *emmiter) Clear() {
-	e.evtListeners.Clear()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.events = nil
 }
 
 func (e *emmiter) Len() int {
-	return e.evtListeners.Len()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return len(e.events)
 }
