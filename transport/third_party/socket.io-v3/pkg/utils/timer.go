@@ -13,6 +13,12 @@ type Timer struct {
 }
 
 func (t *Timer) Refresh() *Timer {
+	if t.stopCh == nil {
+		// A SetTimeout timer (time.AfterFunc): Reset re-arms it whether
+		// it fired, was stopped or is pending.
+		t.timer.Reset(t.sleep)
+		return t
+	}
 	defer t.timer.Reset(t.sleep)
 
 	if !t.timer.Stop() {
@@ -26,37 +32,16 @@ func (t *Timer) Refresh() *Timer {
 func (t *Timer) Unref() {
 	stopCh := t.stopCh
 	runtime.AddCleanup(t, func(timer *time.Timer) {
-		if timer.Stop() {
+		if timer.Stop() && stopCh != nil {
 			close(stopCh)
 		}
 	}, t.timer)
 }
 
+// SetTimeout calls fn in its own goroutine after sleep, unless the timer is
+// stopped first. It is a time.AfterFunc: no goroutine waits meanwhile.
 func SetTimeout(fn func(), sleep time.Duration) *Timer {
-	timer := &Timer{
-		timer:  time.NewTimer(sleep),
-		sleep:  sleep,
-		stopCh: make(chan struct{}, 1),
-	}
-	timer.fn = func() {
-		defer func() {
-			// Ensure channel is drained to prevent leaks
-			select {
-			case <-timer.stopCh:
-			default:
-			}
-		}()
-
-		select {
-		case <-timer.timer.C:
-			fn()
-		case <-timer.stopCh:
-			return
-		}
-	}
-	// Idempotent repeated calls
-	go timer.fn()
-	return timer
+	return &Timer{timer: time.AfterFunc(sleep, fn), sleep: sleep, fn: fn}
 }
 
 func ClearTimeout(timer *Timer) {
@@ -74,6 +59,9 @@ func (t *Timer) Stop() {
 	// The buffered channel (cap 1) ensures the signal is queued even if the
 	// goroutine hasn't reached its select yet.
 	t.timer.Stop()
+	if t.stopCh == nil {
+		return
+	}
 	select {
 	case t.stopCh <- struct{}{}:
 	default:
