@@ -17,10 +17,11 @@ import (
 )
 
 // maxIdleGoroutines is how many goroutines an idle WebSocket socket may
-// cost the server: its transport's reader (rawWebSocket's) and the
-// library's ping timer. The Hub adds none; its writer runs only while a
-// socket has something to send.
-const maxIdleGoroutines = 2
+// cost the server: its transport's reader (rawWebSocket's). The library's
+// heartbeat timers hold none (roomlog's patch of its SetTimeout, see
+// transport/third_party/socket.io-v3/PATCHES.md), and the Hub adds none:
+// its writer runs only while a socket has something to send.
+const maxIdleGoroutines = 1
 
 // TestIdleSocketFootprint opens idle WebSocket sockets, each subscribed to
 // its own room, and checks what they cost the server in goroutines and that
