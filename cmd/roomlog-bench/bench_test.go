@@ -455,3 +455,25 @@ func TestSummarizeSearchTransient(t *testing.T) {
 		t.Fatalf("transient %+v, want the one try at 200/s", sum.transient)
 	}
 }
+
+func TestLastGCTook(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, logs string
+		want       time.Duration
+	}{
+		{"none", "starting\nlistening\n", 0},
+		{"roomlogd", "x\nroomlogd-bench: gc done 1 took 190.2ms\nroomlogd-bench: gc done 2 took 121.5ms\n", 121500 * time.Microsecond},
+		{"node", "node-peer: gc took 45.125ms\n", 45125 * time.Microsecond},
+		{"the last readable one", "roomlogd-bench: gc done 1 took 2ms\nroomlogd-bench: gc done 2 took soon\n", 2 * time.Millisecond},
+		{"an older hook's line without a duration", "roomlogd-bench: gc done 1\n", 0},
+		{"another line that says took", `level=WARN msg="commit took 3s"` + "\n", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := lastGCTook(tc.logs); got != tc.want {
+				t.Fatalf("lastGCTook = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

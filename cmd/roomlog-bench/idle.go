@@ -60,6 +60,10 @@ type idleResult struct {
 	// goroutines before and after connecting (roomlogd with
 	// -idle-profile only; 0 otherwise).
 	gBefore, gAfter int
+	// gcTook is how long the last forced collection of the connected
+	// server's heap took (0 if it did not say): what marking the live
+	// heap, mostly the sockets' state, costs.
+	gcTook time.Duration
 }
 
 func (r idleResult) perConn() float64 {
@@ -70,8 +74,40 @@ func (r idleResult) perConn() float64 {
 }
 
 // nodeGCPreload is loaded into the Node peer (node --expose-gc -r) so
-// that SIGUSR2 runs a full GC; the peer itself is unchanged.
-const nodeGCPreload = `process.on("SIGUSR2", () => { if (global.gc) { global.gc(); global.gc(); } });` + "\n"
+// that SIGUSR2 runs a full GC and writes how long the first of the two
+// took to stderr (nodeGCDone); the peer itself is unchanged.
+const nodeGCPreload = `process.on("SIGUSR2", () => {
+  if (!global.gc) return;
+  const t0 = process.hrtime.bigint();
+  global.gc();
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  global.gc();
+  process.stderr.write("` + nodeGCDone + `" + ms.toFixed(3) + "ms\n");
+});
+`
+
+// nodeGCDone starts the line the Node peer's preload writes after a forced
+// collection, followed by its duration.
+const nodeGCDone = "node-peer: gc took "
+
+// lastGCTook returns the duration of the last forced collection that logs
+// report, from roomlogd's bench hook ("roomlogd-bench: gc done 3 took
+// 121.5ms") or the Node peer's preload ("node-peer: gc took 45.1ms"); 0
+// if there is none.
+func lastGCTook(logs string) time.Duration {
+	lines := strings.Split(logs, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := lines[i]
+		if !strings.HasPrefix(l, benchGCDone) && !strings.HasPrefix(l, nodeGCDone) {
+			continue
+		}
+		_, took, ok := strings.Cut(l, " took ")
+		if d, err := time.ParseDuration(strings.TrimSpace(took)); ok && err == nil {
+			return d
+		}
+	}
+	return 0
+}
 
 // writeNodeGCPreload writes nodeGCPreload into dir and returns the node
 // arguments that load it.
@@ -146,6 +182,11 @@ func runIdle(ctx context.Context, s *server, n int, gc func(), gcHow string, pro
 	fmt.Fprintf(progress, "  %s: %d/%d idle sockets connected and subscribed in %v\n", s.name, res.conns, n, res.connectTook.Round(time.Millisecond))
 	if res.after, err = settleRSS(ctx, s.pid(), gc); err != nil {
 		return res, err
+	}
+	if gc != nil {
+		// Node's preload writes its line after the collection, on its
+		// own time; settleRSS slept a second after the last signal.
+		res.gcTook = lastGCTook(s.logs.String())
 	}
 	if prof != nil {
 		res.gAfter = prof("after")
@@ -336,6 +377,9 @@ func printIdle(out io.Writer, o scenarioOptions, byTarget [][]idleResult, nofile
 			}
 			fmt.Fprintf(out, "  %s%s: %d connections (connected in %v): RSS %.1f MiB -> %.1f MiB, %.1f KiB per connection; %s\n",
 				r.name, run, r.conns, r.connectTook.Round(time.Millisecond), float64(r.before)/(1<<20), float64(r.after)/(1<<20), r.perConn()/1024, r.gc)
+			if r.gcTook > 0 {
+				fmt.Fprintf(out, "    one full collection of the heap with the sockets: %v (the last forced one)\n", r.gcTook.Round(100*time.Microsecond))
+			}
 			if r.gAfter > 0 {
 				fmt.Fprintf(out, "    goroutines %d -> %d, %.2f per connection\n", r.gBefore, r.gAfter, float64(r.gAfter-r.gBefore)/float64(r.conns))
 			}
