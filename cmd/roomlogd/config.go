@@ -44,6 +44,12 @@ type Config struct {
 	// latest events of active rooms for catch-up reads (projector.Recent);
 	// 0 means projector.DefaultRecentBytes, -1 turns it off.
 	RecentBytes int64
+	// BurstGOGC (ROOMLOG_BURST_GOGC) is the Go collector's GOGC while
+	// sockets connect faster than 200 per second (socketio.BurstGC): it
+	// keeps the garbage of connection set-up from spreading the sockets'
+	// memory over part-empty spans. 0 means the default, 25; -1 turns it
+	// off. It never raises the GOGC the process runs with.
+	BurstGOGC int
 	// PprofAddr (ROOMLOG_PPROF_ADDR) is a loopback host:port on which a
 	// second listener serves net/http/pprof (/debug/pprof/). Off when
 	// empty, the default; any non-loopback address is refused, because
@@ -109,6 +115,7 @@ func (c *Config) envVars() []envVar {
 		{"ROOMLOG_RATE_PUBLISH", intVar(&c.RatePublish)},
 		{"ROOMLOG_RATE_SOCKET", intVar(&c.RateSocket)},
 		{"ROOMLOG_RECENT_BYTES", int64Var(&c.RecentBytes)},
+		{"ROOMLOG_BURST_GOGC", intVar(&c.BurstGOGC)},
 		{"ROOMLOG_PPROF_ADDR", strVar(&c.PprofAddr)},
 		{"ROOMLOG_TAIL_ONLY", boolVar(&c.TailOnly)},
 		// UNSAFE, benchmark builds only: see Config.UnsafeAsyncCommit.
@@ -272,6 +279,9 @@ func (c Config) validate() error {
 	}
 	if c.RecentBytes < -1 {
 		bad("ROOMLOG_RECENT_BYTES", "must be -1 (off), 0 (default) or a byte count")
+	}
+	if c.BurstGOGC < -1 || c.BurstGOGC > 1000 {
+		bad("ROOMLOG_BURST_GOGC", "must be -1 (off), 0 (default 25) or a GOGC percentage up to 1000")
 	}
 	if c.DBMaxConns < 4 {
 		bad("ROOMLOG_DB_MAX_CONNS", "must be at least 4")

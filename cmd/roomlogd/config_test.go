@@ -26,7 +26,7 @@ func TestLoadConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Addr != DefaultAddr || c.RecoveryWindow != 24*time.Hour || c.MaxPayloadBytes != 64<<10 || c.DatabaseURL != DefaultDatabaseURL || c.AuthCookie != "token" || c.AppendWriters != 1 {
+		if c.Addr != DefaultAddr || c.RecoveryWindow != 24*time.Hour || c.MaxPayloadBytes != 64<<10 || c.DatabaseURL != DefaultDatabaseURL || c.AuthCookie != "token" || c.AppendWriters != 1 || c.BurstGOGC != 0 {
 			t.Fatalf("defaults: %+v", c)
 		}
 	})
@@ -71,6 +71,9 @@ func TestLoadConfig(t *testing.T) {
 		{"PprofNoPort", map[string]string{"ROOMLOG_PPROF_ADDR": "127.0.0.1"}, "ROOMLOG_PPROF_ADDR"},
 		{"NoWriters", map[string]string{"ROOMLOG_APPEND_WRITERS": "-1"}, "ROOMLOG_APPEND_WRITERS"},
 		{"TooManyWriters", map[string]string{"ROOMLOG_APPEND_WRITERS": "9"}, "ROOMLOG_APPEND_WRITERS"},
+		{"BadBurstGOGC", map[string]string{"ROOMLOG_BURST_GOGC": "low"}, "ROOMLOG_BURST_GOGC"},
+		{"NegativeBurstGOGC", map[string]string{"ROOMLOG_BURST_GOGC": "-2"}, "ROOMLOG_BURST_GOGC"},
+		{"HugeBurstGOGC", map[string]string{"ROOMLOG_BURST_GOGC": "5000"}, "ROOMLOG_BURST_GOGC"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

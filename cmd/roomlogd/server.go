@@ -260,6 +260,14 @@ func (m *Main) Run(ctx context.Context) error {
 			m.registry.Wake()
 		})
 	}()
+	if cfg.BurstGOGC >= 0 {
+		burst := &socketio.BurstGC{Connections: func() uint64 { return m.hub.Stats().Connections }, Percent: cfg.BurstGOGC, Logger: log}
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			burst.Run(listenCtx) // restores GOGC when it ends
+		}()
+	}
 
 	latest, err := eventstore.LatestMigration()
 	if err != nil {
