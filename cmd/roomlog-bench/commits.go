@@ -162,9 +162,9 @@ func (c commitStalls) String() string {
 
 // gcWindow is what the runtime's counters say about one measured window:
 // the server's garbage collections and the bytes it allocated per publish.
-// Each collection marks the whole live heap (with 10,000 sockets, about
-// 160 MB) and takes most of both CPUs for a few hundred milliseconds, which
-// is where a cell's latency tail comes from (docs/benchmarks.md).
+// Each collection marks the whole live heap (with 10,000 sockets, mostly
+// their state) and takes most of both CPUs for 100 ms or more, which is
+// where a cell's latency tail comes from (docs/benchmarks.md).
 type gcWindow struct {
 	known       bool // false: the target has no such counters
 	cycles      int64

@@ -35,7 +35,7 @@ type BurstGC struct {
 	// 250ms.
 	Interval time.Duration
 	// Hold is how long the rate must stay below Rate before GOGC is
-	// restored. Default 500ms.
+	// restored (counted in whole Intervals). Default 500ms.
 	Hold time.Duration
 	// SetGCPercent sets GOGC and returns the previous value. Default
 	// debug.SetGCPercent; tests replace it.
@@ -101,7 +101,7 @@ func (b *BurstGC) step(n uint64) {
 			return
 		}
 		prev := b.SetGCPercent(b.Percent)
-		if prev < 0 || prev <= b.Percent {
+		if prev <= b.Percent { // GOGC=off is -1
 			// Off, or already as low: the operator's setting stands,
 			// from now on.
 			b.SetGCPercent(prev)
