@@ -60,6 +60,12 @@ type Config struct {
 	// through NOTIFY and the tail. For comparison and diagnosis; the
 	// default (false) hands them over at once.
 	TailOnly bool
+	// GoroutineReads (ROOMLOG_WS_GOROUTINE_READS) reads each WebSocket
+	// connection on a goroutine of its own instead of with the epoll
+	// poller, which holds none for an idle connection
+	// (socketio.Config.GoroutineReads). For comparison and diagnosis;
+	// default false. Systems other than Linux always read this way.
+	GoroutineReads bool
 
 	// UnsafeAsyncCommit (ROOMLOG_UNSAFE_ASYNC_COMMIT) turns PostgreSQL's
 	// synchronous_commit off for appends: an acknowledged event can then
@@ -118,6 +124,7 @@ func (c *Config) envVars() []envVar {
 		{"ROOMLOG_BURST_GOGC", intVar(&c.BurstGOGC)},
 		{"ROOMLOG_PPROF_ADDR", strVar(&c.PprofAddr)},
 		{"ROOMLOG_TAIL_ONLY", boolVar(&c.TailOnly)},
+		{"ROOMLOG_WS_GOROUTINE_READS", boolVar(&c.GoroutineReads)},
 		// UNSAFE, benchmark builds only: see Config.UnsafeAsyncCommit.
 		{"ROOMLOG_UNSAFE_ASYNC_COMMIT", boolVar(&c.UnsafeAsyncCommit)},
 	}

@@ -74,6 +74,7 @@ func TestLoadConfig(t *testing.T) {
 		{"BadBurstGOGC", map[string]string{"ROOMLOG_BURST_GOGC": "low"}, "ROOMLOG_BURST_GOGC"},
 		{"NegativeBurstGOGC", map[string]string{"ROOMLOG_BURST_GOGC": "-2"}, "ROOMLOG_BURST_GOGC"},
 		{"HugeBurstGOGC", map[string]string{"ROOMLOG_BURST_GOGC": "5000"}, "ROOMLOG_BURST_GOGC"},
+		{"BadGoroutineReads", map[string]string{"ROOMLOG_WS_GOROUTINE_READS": "sometimes"}, "ROOMLOG_WS_GOROUTINE_READS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -203,6 +203,7 @@ func (m *Main) Run(ctx context.Context) error {
 			MaxPayloadBytes: cfg.MaxPayloadBytes,
 			Rate:            socketio.RateLimit{Rate: float64(cfg.RateSocket)},
 			RecoveryWindow:  cfg.RecoveryWindow,
+			GoroutineReads:  cfg.GoroutineReads,
 		},
 	})
 	if err != nil {

@@ -73,6 +73,11 @@ type Config struct {
 	// recover its session (Socket.IO connection state recovery): its
 	// rooms and every event it missed. Default 24h; at least 1s.
 	RecoveryWindow time.Duration
+	// GoroutineReads reads every WebSocket connection on a goroutine of
+	// its own, as on systems other than Linux, instead of with the
+	// process's epoll poller (wspoll.go), which holds no goroutine for an
+	// idle connection. For comparison and diagnosis; default false.
+	GoroutineReads bool
 }
 
 // WithDefaults returns c with zero fields replaced by their defaults. c may

@@ -93,6 +93,18 @@
 // see polling.go.
 //
 // Both are worked around from the outside, through the library's own
-// extension points (listeners and a transport constructor): the library
-// is used unmodified.
+// extension points (listeners and a transport constructor). The library's
+// shared module is built from a patched copy (transport/third_party/
+// socket.io-v3, see its PATCHES.md) for memory only: its event emitter
+// and timers; its behaviour is unchanged.
+//
+// # Reading connections
+//
+// A connection that opens on WebSocket is written by rawWebSocket
+// (wsraw.go) and, on Linux, read by the process's epoll poller
+// (wspoll.go): an idle connection holds no goroutine, and a burst of
+// client frames is read, checked (wsframe.go) and handed to the engine in
+// order on a short-lived goroutine. Config.GoroutineReads, TLS
+// connections and other systems read each connection on a goroutine of
+// its own.
 package socketio

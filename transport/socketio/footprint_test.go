@@ -17,11 +17,18 @@ import (
 )
 
 // maxIdleGoroutines is how many goroutines an idle WebSocket socket may
-// cost the server: its transport's reader (rawWebSocket's). The library's
+// cost the server: none on Linux, where the process's epoll poller reads
+// the connections (wspoll.go), with room for a few of the test's own;
+// elsewhere its transport's reader (rawWebSocket's). The library's
 // heartbeat timers hold none (roomlog's patch of its SetTimeout, see
 // transport/third_party/socket.io-v3/PATCHES.md), and the Hub adds none:
 // its writer runs only while a socket has something to send.
-const maxIdleGoroutines = 1
+func maxIdleGoroutines() float64 {
+	if runtime.GOOS == "linux" {
+		return 0.05
+	}
+	return 1
+}
 
 // TestIdleSocketFootprint opens idle WebSocket sockets, each subscribed to
 // its own room, and checks what they cost the server in goroutines and that
@@ -61,8 +68,8 @@ func TestIdleSocketFootprint(t *testing.T) {
 	var m1 runtime.MemStats
 	checkFor(t, 10*time.Second, 100*time.Millisecond, func() error {
 		g1, m1 = settle()
-		if per := float64(g1-g0) / n; per > maxIdleGoroutines {
-			return fmt.Errorf("%d goroutines for %d idle sockets (%.2f each, want at most %d)", g1-g0, n, per, maxIdleGoroutines)
+		if per := float64(g1-g0) / n; per > maxIdleGoroutines() {
+			return fmt.Errorf("%d goroutines for %d idle sockets (%.2f each, want at most %.2f)", g1-g0, n, per, maxIdleGoroutines())
 		}
 		return nil
 	})

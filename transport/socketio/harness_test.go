@@ -36,7 +36,10 @@ func TestMain(m *testing.M) {
 	// most a library timeout (tens of seconds) later. Under load the
 	// package can end while a few are still pending. Every other
 	// goroutine, ours included, must be gone.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/zishang520/socket.io/v3/pkg/utils.SetTimeout.func1"))
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/zishang520/socket.io/v3/pkg/utils.SetTimeout.func1"),
+		// The process's WebSocket poller runs for the life of the process.
+		goleak.IgnoreAnyFunction("github.com/roomlog/roomlog/transport/socketio.(*wsPoller).loop"),
+		goleak.IgnoreAnyFunction("github.com/roomlog/roomlog/transport/socketio.(*wsPoller).sweepLoop"))
 }
 
 // The real types satisfy the Hub's consumer-side interfaces, and the Hub

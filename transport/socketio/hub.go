@@ -129,8 +129,10 @@ type Hub struct {
 	eio engine.Server
 	// upgrader opens new WebSocket sessions (upgrade.go).
 	upgrader *gorilla.Upgrader
-	handler  http.Handler
-	gates    sync.Map // engine connection id -> *gate
+	// poller reads the connections it opens, or is nil (wspoll.go).
+	poller  *wsPoller
+	handler http.Handler
+	gates   sync.Map // engine connection id -> *gate
 
 	mu    sync.RWMutex
 	conns map[socket.SocketId]*conn
@@ -240,6 +242,9 @@ func NewHub(p HubParams) (*Hub, error) {
 	h.io = socket.NewServer(nil, opts)
 	h.eio = engine.NewServer(opts)
 	h.upgrader = newUpgrader(h.eio.Opts())
+	if !cfg.GoroutineReads && !h.upgrader.EnableCompression {
+		h.poller = defaultPoller()
+	}
 	// Registered before Bind, so it runs before the Socket.IO client is
 	// created for the connection: see gate.go and polling.go.
 	_ = h.eio.On("connection", func(args ...any) {

@@ -85,7 +85,11 @@ func (h *Hub) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 			h.refuseUpgrade(ctx, code, errCtx)
 			return
 		}
-		conn, err := h.upgrader.Upgrade(ctx.Response(), ctx.Request(), ctx.ResponseHeaders().All())
+		w := ctx.Response()
+		if h.poller != nil {
+			w = pollHijacker{ResponseWriter: w, p: h.poller, limit: h.cfg.MaxPayloadBytes}
+		}
+		conn, err := h.upgrader.Upgrade(w, ctx.Request(), ctx.ResponseHeaders().All())
 		if err != nil {
 			h.refuseRequest(ctx, engine.BAD_REQUEST, map[string]any{"name": "UPGRADE_FAILURE"})
 			return

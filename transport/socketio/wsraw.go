@@ -26,8 +26,10 @@ import (
 // pooled buffer and leaves in one write, on the caller's goroutine, under
 // a write deadline. The Hub's writer also hands it its frames directly
 // (writeFrames), so a socket's queued events go out together, a replay of
-// thousands in a handful of writes. It also runs its own reader, one that
-// keeps a small stack while the connection is idle (startReader).
+// thousands in a handful of writes. It also reads the connection itself:
+// on Linux through the process's epoll poller, with no goroutine while
+// the connection is idle (wspoll.go), elsewhere on a goroutine that keeps
+// a small stack while it waits (startReader).
 //
 // Frames are complete in every write, and a net.Conn write is atomic with
 // respect to other writes on the connection, so gorilla's own control
@@ -106,6 +108,10 @@ type rawWebSocket struct {
 // cancels it (closing the transport if that was settled already), and a
 // nil permission starts it at once.
 //
+// A connection the Hub opened through the poller (a *pollConn) is
+// registered with it (wspoll.go); the rest of this comment is about the
+// goroutine reader every other connection gets.
+//
 // The reader is the library's websocket.message with one change: each
 // message is read in full and handled (decoded, and the engine's and the
 // Hub's handlers run) on a goroutine of its own while the reader waits,
@@ -128,6 +134,10 @@ type rawWebSocket struct {
 // cost is a goroutine per client message, and clients send few: a PONG
 // per ping, their joins and events.
 func (w *rawWebSocket) startReader(conn *types.WebSocketConn, idle time.Duration, permission <-chan bool) {
+	if pc, ok := conn.NetConn().(*pollConn); ok {
+		transports.StartReader(w, permission, func() { pc.start(w, conn, idle) })
+		return
+	}
 	rd := &wsReader{w: w, conn: conn, idle: idle, done: make(chan error, 1)}
 	read := func() {
 		for {

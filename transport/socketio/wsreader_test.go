@@ -29,12 +29,22 @@ type readerServer struct {
 	url    string
 	built  atomic.Int64
 	closed atomic.Int64
+	// transports receives each transport built, while there is room.
+	transports chan transports.Transport
 }
+
+// readerModes are the two readers a connection that opened on WebSocket
+// may have: a goroutine of its own (wsraw.go) or the process's poller
+// (wspoll.go).
+var readerModes = []string{"goroutine", "poll"}
+
+// readerTestLimit is the read limit of a readerServer's connections.
+const readerTestLimit = 64 << 10
 
 // newReaderServer starts a readerServer whose read permission is pending
 // while a transport is built and granted after, as the engine's is.
-func newReaderServer(t *testing.T, idle time.Duration, onPacket func(*packet.Packet)) *readerServer {
-	return newReaderServerWith(t, idle, "granted after", onPacket)
+func newReaderServer(t *testing.T, mode string, idle time.Duration, onPacket func(*packet.Packet)) *readerServer {
+	return newReaderServerWith(t, mode, idle, "granted after", onPacket)
 }
 
 // newReaderServerWith is newReaderServer with the read permission given
@@ -42,18 +52,35 @@ func newReaderServer(t *testing.T, idle time.Duration, onPacket func(*packet.Pac
 // engine's way), "granted before", "refused after" or "refused before"
 // (closed without true, as when the engine gives up on the connection) or
 // "none" (nil).
-func newReaderServerWith(t *testing.T, idle time.Duration, permission string, onPacket func(*packet.Packet)) *readerServer {
+//
+// mode is one of readerModes; "poll" fails the test where the system has
+// no poller.
+func newReaderServerWith(t *testing.T, mode string, idle time.Duration, permission string, onPacket func(*packet.Packet)) *readerServer {
 	t.Helper()
-	rs := &readerServer{}
+	rs := &readerServer{transports: make(chan transports.Transport, 16)}
+	var p *wsPoller
+	if mode == "poll" {
+		if p = defaultPoller(); p == nil {
+			t.Fatal("no WebSocket poller on this system")
+		}
+	}
 	var mu sync.Mutex
 	var kept []transports.Transport
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := types.NewHttpContext(w, r)
 		up := websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024}
-		c, err := up.Upgrade(w, r, nil)
+		uw := w
+		if p != nil {
+			uw = pollHijacker{ResponseWriter: w, p: p, limit: readerTestLimit}
+		}
+		c, err := up.Upgrade(uw, r, nil)
 		if err != nil {
 			t.Errorf("upgrade: %v", err)
 			return
+		}
+		c.SetReadLimit(readerTestLimit)
+		if _, polled := c.NetConn().(*pollConn); polled != (p != nil) {
+			t.Errorf("%s reader: connection %T", mode, c.NetConn())
 		}
 		ctx.Websocket = &types.WebSocketConn{EventEmitter: types.NewEventEmitter(), Conn: c}
 		ctx.IdleTimeout = idle
@@ -90,6 +117,10 @@ func newReaderServerWith(t *testing.T, idle time.Duration, permission string, on
 			close(perm)
 		}
 		rs.built.Add(1)
+		select {
+		case rs.transports <- tr:
+		default:
+		}
 	}))
 	t.Cleanup(func() {
 		srv.Close()
@@ -152,7 +183,7 @@ func TestRawReaderStack(t *testing.T) {
 	}
 	const n = 300
 	var handled atomic.Int64
-	rs := newReaderServer(t, time.Minute, func(p *packet.Packet) {
+	rs := newReaderServer(t, "goroutine", time.Minute, func(p *packet.Packet) {
 		deepStack(16)
 		handled.Add(1)
 	})
@@ -207,11 +238,20 @@ func TestRawReaderStack(t *testing.T) {
 // is closed.
 func TestRawReaderOrder(t *testing.T) {
 	t.Parallel()
+	for _, mode := range readerModes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testRawReaderOrder(t, mode)
+		})
+	}
+}
+
+func testRawReaderOrder(t *testing.T, mode string) {
 	const idle = 2 * time.Second
 	var mu sync.Mutex
 	var got []string
 	var busy, overlaps atomic.Int64
-	rs := newReaderServer(t, idle, func(p *packet.Packet) {
+	rs := newReaderServer(t, mode, idle, func(p *packet.Packet) {
 		if busy.Add(1) > 1 {
 			overlaps.Add(1)
 		}
@@ -271,11 +311,20 @@ func TestRawReaderOrder(t *testing.T) {
 // transport built after the refusal closes.
 func TestRawReaderPermission(t *testing.T) {
 	t.Parallel()
+	for _, mode := range readerModes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testRawReaderPermission(t, mode)
+		})
+	}
+}
+
+func testRawReaderPermission(t *testing.T, mode string) {
 	for _, permission := range []string{"granted after", "granted before", "none", "refused after", "refused before"} {
 		t.Run(permission, func(t *testing.T) {
 			t.Parallel()
 			var handled atomic.Int64
-			rs := newReaderServerWith(t, time.Minute, permission, func(*packet.Packet) { handled.Add(1) })
+			rs := newReaderServerWith(t, mode, time.Minute, permission, func(*packet.Packet) { handled.Add(1) })
 			c := rs.dial(t)
 			if err := c.WriteMessage(websocket.TextMessage, []byte("4hello")); err != nil {
 				t.Fatal(err)
@@ -310,7 +359,16 @@ func TestRawReaderPermission(t *testing.T) {
 // transport, and so does a message over the read limit.
 func TestRawReaderClose(t *testing.T) {
 	t.Parallel()
-	rs := newReaderServer(t, time.Minute, func(*packet.Packet) {})
+	for _, mode := range readerModes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testRawReaderClose(t, mode)
+		})
+	}
+}
+
+func testRawReaderClose(t *testing.T, mode string) {
+	rs := newReaderServer(t, mode, time.Minute, func(*packet.Packet) {})
 	c := rs.dial(t)
 	eventstoretest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if rs.built.Load() != 1 {
