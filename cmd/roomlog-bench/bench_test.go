@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -475,5 +477,54 @@ func TestLastGCTook(t *testing.T) {
 				t.Fatalf("lastGCTook = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestSampleRSS: the sampler reads a live process's resident memory and
+// keeps the largest sample; a process that does not exist reads as 0.
+func TestSampleRSS(t *testing.T) {
+	stop := make(chan struct{})
+	done := make(chan int64)
+	go func() { done <- sampleRSS(os.Getpid(), stop) }()
+	ballast := make([]byte, 64<<20)
+	for i := range len(ballast) / 4096 {
+		ballast[i*4096] = 1 // touch every page
+	}
+	time.Sleep(3 * rssEvery)
+	close(stop)
+	peak := <-done
+	if peak < 64<<20 {
+		t.Errorf("peak RSS %d bytes while 64 MiB were touched", peak)
+	}
+	runtime.KeepAlive(ballast)
+
+	stop = make(chan struct{})
+	close(stop)
+	if got := sampleRSS(1<<30, stop); got != 0 {
+		t.Errorf("peak RSS of no process: %d, want 0", got)
+	}
+}
+
+// TestSummarizePeakRSS: a cell's peak RSS is the median of its runs',
+// leaving out runs that could not read it.
+func TestSummarizePeakRSS(t *testing.T) {
+	run := func(rss int64) fanoutRun {
+		return fanoutRun{r: fanoutResult{deliver: &hist{}, ack: &hist{}, peakRSS: rss}}
+	}
+	for _, tc := range []struct {
+		rss  []int64
+		want int64
+	}{
+		{[]int64{300, 100, 200}, 200},
+		{[]int64{0, 100, 300}, 200},
+		{[]int64{0}, 0},
+	} {
+		var runs []fanoutRun
+		for _, r := range tc.rss {
+			runs = append(runs, run(r))
+		}
+		if got := summarize(runs, time.Second).peakRSS; got != tc.want {
+			t.Errorf("runs with peak RSS %v: %d, want %d", tc.rss, got, tc.want)
+		}
 	}
 }

@@ -51,6 +51,31 @@ type fanoutResult struct {
 	// gc is the server's garbage collections over the same window, and
 	// its allocation per publish (not known for the peer).
 	gc gcWindow
+	// peakRSS is the server process's largest VmRSS sampled every
+	// rssEvery from the end of the warmup until every publish was
+	// answered, in bytes (0 if unknown).
+	peakRSS int64
+}
+
+// rssEvery is how often runFanout samples the server's RSS.
+const rssEvery = 100 * time.Millisecond
+
+// sampleRSS samples pid's VmRSS every rssEvery until stop is closed and
+// returns the largest (0 if no sample succeeded).
+func sampleRSS(pid int, stop <-chan struct{}) int64 {
+	var peak int64
+	t := time.NewTicker(rssEvery)
+	defer t.Stop()
+	for {
+		if rss, err := vmRSS(pid); err == nil {
+			peak = max(peak, rss)
+		}
+		select {
+		case <-stop:
+			return peak
+		case <-t.C:
+		}
+	}
 }
 
 func (r fanoutResult) lossPct() float64 {
@@ -157,9 +182,18 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 	// The server's metrics at the end of the warmup, scraped aside so the
 	// schedule does not wait for them.
 	scrapeBefore := make(chan *serverScrape, 1)
+	stopRSS, peakRSS := make(chan struct{}), make(chan int64, 1)
+	defer func() {
+		select {
+		case <-stopRSS:
+		default:
+			close(stopRSS)
+		}
+	}()
 	for i := range total {
 		if i == watchFrom {
 			stopWatch = watch.start(ctx)
+			go func() { peakRSS <- sampleRSS(s.pid(), stopRSS) }()
 			if s.metricsURL != "" {
 				go func() {
 					sc, err := scrapeServer(ctx, s)
@@ -186,6 +220,10 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 	}
 	close(jobs)
 	senders.Wait()
+	close(stopRSS)
+	if watchFrom < total {
+		res.peakRSS = <-peakRSS
+	}
 	if s.metricsURL != "" && ctx.Err() == nil {
 		// Every measured publish is answered, so its commit is counted.
 		before := <-scrapeBefore

@@ -229,12 +229,14 @@ type fanoutSummary struct {
 	p99s                 []time.Duration // each successful run's p99
 	stalls               []commitStalls  // each successful run's slow commits
 	gcs                  []gcWindow      // each successful run's garbage collections
+	peakRSS              int64           // the median run's peak RSS, bytes (0: unknown)
 }
 
 func summarize(runs []fanoutRun, measured time.Duration) fanoutSummary {
 	var s fanoutSummary
 	var pub, del []float64
 	var p50, p99, p999, mx, ack, conn []time.Duration
+	var rss []int64
 	for _, r := range runs {
 		if r.err != nil {
 			s.failed++
@@ -257,6 +259,9 @@ func summarize(runs []fanoutRun, measured time.Duration) fanoutSummary {
 		s.oldestXact = max(s.oldestXact, res.oldestXact.age)
 		s.stalls = append(s.stalls, res.stalls)
 		s.gcs = append(s.gcs, res.gc)
+		if res.peakRSS > 0 {
+			rss = append(rss, res.peakRSS)
+		}
 		s.pubErrs += res.pubErrs
 		if s.pubErr == nil {
 			s.pubErr = res.firstErr
@@ -266,6 +271,7 @@ func summarize(runs []fanoutRun, measured time.Duration) fanoutSummary {
 	s.p50, s.p99, s.p999, s.max = median(p50), median(p99), median(p999), median(mx)
 	s.ackP99, s.connect = median(ack), median(conn)
 	s.p99s = p99
+	s.peakRSS = median(rss)
 	return s
 }
 
@@ -311,9 +317,10 @@ func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, target
 	fmt.Fprintf(out, "publishes through roomlog's REST API (durable: acknowledged after COMMIT) or the Node peer's POST /publish; ~200-byte payload; loss = expected deliveries not received before 5 s pass with none arriving (at most %v after the last publish);\n", defaultDrainLimit)
 	fmt.Fprintf(out, "oldest xact: the oldest transaction holding an xid anywhere on the PostgreSQL cluster while measuring (worst run; sampled every 100 ms); roomlog's tail waits only for those that write events (the writer horizon), but any old transaction hints at a busy or shared cluster\n")
 	fmt.Fprintf(out, "commits > %.0fms: roomlogd's group commits that took longer while measuring (its commit-duration histogram, scraped at the end of the warmup and once every publish was answered; in each run's order, with the bound of the slowest bucket); every publish waiting on such a commit waits as long, so a cell's p99 follows them; commit p99: the histogram bucket that holds the 99th percentile group commit of each run (durable: the disk's flush is in it)\n", slowCommitBound*1000)
-	fmt.Fprintf(out, "server GCs: roomlogd's garbage collections over the same window, each run; alloc/pub: the bytes it allocated in that window per measured publish (median); each collection marks the whole live heap, most of it the sockets' state, on both CPUs for 100 ms or more, and on this machine sets most of the cell's latency tail (docs/benchmarks.md)\n\n")
+	fmt.Fprintf(out, "server GCs: roomlogd's garbage collections over the same window, each run; alloc/pub: the bytes it allocated in that window per measured publish (median); each collection marks the whole live heap, most of it the sockets' state, on both CPUs for 100 ms or more, and on this machine sets most of the cell's latency tail (docs/benchmarks.md)\n")
+	fmt.Fprintf(out, "peak RSS: the server process's largest resident memory (VmRSS, sampled every %v) from the end of the warmup until every publish was answered (median run): what the load costs in memory, sockets included\n\n", rssEvery)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	hdr := fmt.Sprintf("scenario\ttarget\tpub/s\tdeliveries/s\tp50\tp99\tp99.9\tmax\tpub ack p99\tloss\tpub errors\tconnect\toldest xact\tcommits > %.0fms\tcommit p99\tserver GCs\talloc/pub\tvs node p50/p99\t", slowCommitBound*1000)
+	hdr := fmt.Sprintf("scenario\ttarget\tpub/s\tdeliveries/s\tp50\tp99\tp99.9\tmax\tpub ack p99\tloss\tpub errors\tconnect\toldest xact\tcommits > %.0fms\tcommit p99\tserver GCs\talloc/pub\tpeak RSS\tvs node p50/p99\t", slowCommitBound*1000)
 	if o.Repeat > 1 {
 		hdr += "p99 of each run\t"
 	}
@@ -352,9 +359,13 @@ func printScenarios(out io.Writer, o scenarioOptions, cells []fanoutCell, target
 			if len(allocs) > 0 {
 				alloc = fmt.Sprintf("%.1f KiB", median(allocs)/1024)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t", c.Name, t.s.name,
+			peak := "-"
+			if r.peakRSS > 0 {
+				peak = fmt.Sprintf("%.0f MiB", float64(r.peakRSS)/(1<<20))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t", c.Name, t.s.name,
 				r.pubRate, r.deliverRate, ms(r.p50), ms(r.p99), ms(r.p999), ms(r.max),
-				ms(r.ackP99), r.lossPct, r.pubErrs, r.connect.Round(time.Millisecond), ms(r.oldestXact), strings.Join(stalls, " "), strings.Join(commitP99s, " "), strings.Join(gcs, " "), alloc, ratio)
+				ms(r.ackP99), r.lossPct, r.pubErrs, r.connect.Round(time.Millisecond), ms(r.oldestXact), strings.Join(stalls, " "), strings.Join(commitP99s, " "), strings.Join(gcs, " "), alloc, peak, ratio)
 			if o.Repeat > 1 {
 				each := make([]string, len(r.p99s))
 				for k, d := range r.p99s {
