@@ -374,3 +374,67 @@ func TestPollReaderStopsAfterClose(t *testing.T) {
 		t.Fatalf("handled %q, want a and close only", got)
 	}
 }
+
+// FuzzWSFrameParser: whatever a client sends, the parser neither panics
+// nor depends on how the bytes arrive: fed at once or a few bytes at a
+// time, it returns the same frames and refuses at the same place with the
+// same close code.
+func FuzzWSFrameParser(f *testing.F) {
+	const fin = 0x80
+	f.Add(clientFrame(fin|opText, []byte("4hello"), true), uint8(1), uint16(0))
+	f.Add(bytes.Join([][]byte{clientFrame(opText, []byte("4he"), true), clientFrame(fin|opPing, []byte("p"), true),
+		clientFrame(fin|opContinuation, []byte("llo"), true)}, nil), uint8(2), uint16(16))
+	f.Add(clientFrame(fin|opBinary, bytes.Repeat([]byte("b"), 300), true), uint8(7), uint16(100))
+	f.Add(clientFrame(fin|opText, []byte("4x"), false), uint8(1), uint16(0))
+	f.Add([]byte{fin | opBinary, 0x80 | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint8(3), uint16(0))
+	type result struct {
+		frames []string
+		code   int
+		left   int
+	}
+	parse := func(stream []byte, step int, limit int) result {
+		stream = bytes.Clone(stream) // the parser unmasks in place
+		p := wsFrameParser{limit: limit}
+		var r result
+		var buf []byte
+		for off := 0; off < len(stream); {
+			n := min(step, len(stream)-off)
+			buf = append(buf, stream[off:off+n]...)
+			off += n
+			for {
+				fr, used, err := p.next(buf)
+				if errors.Is(err, errWSIncomplete) {
+					break
+				}
+				if err != nil {
+					var pe *wsProtocolError
+					if !errors.As(err, &pe) {
+						panic(err)
+					}
+					r.code = pe.code
+					return r
+				}
+				if used <= 0 || used > len(buf) || len(fr.payload) > used {
+					panic(fmt.Sprintf("used %d of %d bytes for a payload of %d", used, len(buf), len(fr.payload)))
+				}
+				r.frames = append(r.frames, fmt.Sprintf("%d %v %x", fr.op, fr.fin, fr.payload))
+				buf = buf[used:]
+			}
+		}
+		r.left = len(buf)
+		return r
+	}
+	f.Fuzz(func(t *testing.T, stream []byte, step uint8, limit uint16) {
+		whole := parse(stream, max(len(stream), 1), int(limit))
+		pieces := parse(stream, int(step%16)+1, int(limit))
+		if whole.code != pieces.code || whole.left != pieces.left || len(whole.frames) != len(pieces.frames) {
+			t.Fatalf("at once: %d frames, code %d, %d left; in pieces of %d: %d frames, code %d, %d left",
+				len(whole.frames), whole.code, whole.left, step%16+1, len(pieces.frames), pieces.code, pieces.left)
+		}
+		for i := range whole.frames {
+			if whole.frames[i] != pieces.frames[i] {
+				t.Fatalf("frame %d: %s at once, %s in pieces", i, whole.frames[i], pieces.frames[i])
+			}
+		}
+	})
+}
