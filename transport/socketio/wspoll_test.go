@@ -179,23 +179,10 @@ func TestPollReaderIdle(t *testing.T) {
 	for i := range conns {
 		conns[i] = rs.dial(t)
 	}
-	for i, c := range conns {
-		for j := range 3 {
-			if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, "4message %d of %d", j, i)); err != nil {
-				t.Fatalf("client %d: %v", i, err)
-			}
-		}
-	}
-	eventstoretest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
-		if got := handled.Load(); got != 3*n {
-			return fmt.Errorf("%d of %d messages handled", got, 3*n)
-		}
-		return nil
-	})
+	sendThree(t, conns, &handled)
 	g1, s1 := settle()
-	// Each connection still has the test's own client reader goroutine
-	// (none: gorilla's client reads only when asked) and the server's
-	// httptest handler has returned, so the server side adds nothing.
+	// gorilla's client reads only when asked and the httptest handlers
+	// have returned, so any goroutine added is the server's reader.
 	perG := float64(g1-g0) / n
 	perStack := (float64(s1) - float64(s0)) / n
 	t.Logf("%d idle connections: %.2f goroutines and %.0f bytes of stack each", n, perG, perStack)

@@ -145,6 +145,25 @@ func (rs *readerServer) dial(t *testing.T) *websocket.Conn {
 	return c
 }
 
+// sendThree sends three messages on each of conns and waits until
+// handled has counted them all.
+func sendThree(t *testing.T, conns []*websocket.Conn, handled *atomic.Int64) {
+	t.Helper()
+	for i, c := range conns {
+		for j := range 3 {
+			if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, "4message %d of %d", j, i)); err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+		}
+	}
+	eventstoretest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if got := handled.Load(); got != int64(3*len(conns)) {
+			return fmt.Errorf("%d of %d messages handled", got, 3*len(conns))
+		}
+		return nil
+	})
+}
+
 // deepStack recurses through about depth KiB of stack, as the engine, the
 // Socket.IO decoder and the Hub's handlers do when they handle a message.
 //
@@ -206,19 +225,7 @@ func TestRawReaderStack(t *testing.T) {
 		}
 		return nil
 	})
-	for i, c := range conns {
-		for j := range 3 {
-			if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, "4message %d of %d", j, i)); err != nil {
-				t.Fatalf("client %d: %v", i, err)
-			}
-		}
-	}
-	eventstoretest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
-		if got := handled.Load(); got != 3*n {
-			return fmt.Errorf("%d of %d messages handled", got, 3*n)
-		}
-		return nil
-	})
+	sendThree(t, conns, &handled)
 	// The goroutines that handled the messages have ended by now or are
 	// about to; let them, so only the readers are left.
 	time.Sleep(100 * time.Millisecond)
