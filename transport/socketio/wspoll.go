@@ -25,11 +25,12 @@ import (
 // Node's socket.io costs 15. Clients send little (a PONG every
 // PingInterval, their joins and events), so on Linux a connection that
 // opened on WebSocket is read by a wsPoller instead: one epoll instance
-// for the process, one goroutine blocked in epoll_wait, and a short-lived
-// goroutine per burst of readable data that reads what is there, parses
-// the frames (wsframe.go) and hands each message to the engine, strictly
-// in order, one at a time, as the goroutine reader does. An idle
-// connection then holds a pollConn (about 200 bytes) and no goroutine.
+// for the process, one goroutine that waits for it through the runtime's
+// network poller (wspoll_linux.go), and a short-lived goroutine per burst
+// of readable data that reads what is there, parses the frames
+// (wsframe.go) and hands each message to the engine, strictly in order,
+// one at a time, as the goroutine reader does. An idle connection then
+// holds a pollConn (about 200 bytes) and no goroutine.
 //
 // Each connection is registered level-triggered and one-shot: after an
 // event the kernel reports nothing more for it until the reader re-arms
