@@ -182,17 +182,14 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 	// The server's metrics at the end of the warmup, scraped aside so the
 	// schedule does not wait for them.
 	scrapeBefore := make(chan *serverScrape, 1)
-	stopRSS, peakRSS := make(chan struct{}), make(chan int64, 1)
-	defer func() {
-		select {
-		case <-stopRSS:
-		default:
-			close(stopRSS)
-		}
-	}()
+	// peakRSS stays nil unless the sampler started (the context may end
+	// the schedule before the warmup does).
+	stopRSS := make(chan struct{})
+	var peakRSS chan int64
 	for i := range total {
 		if i == watchFrom {
 			stopWatch = watch.start(ctx)
+			peakRSS = make(chan int64, 1)
 			go func() { peakRSS <- sampleRSS(s.pid(), stopRSS) }()
 			if s.metricsURL != "" {
 				go func() {
@@ -221,7 +218,7 @@ func runFanout(ctx context.Context, s *server, c fanoutCell, watch *xactWatch, p
 	close(jobs)
 	senders.Wait()
 	close(stopRSS)
-	if watchFrom < total {
+	if peakRSS != nil {
 		res.peakRSS = <-peakRSS
 	}
 	if s.metricsURL != "" && ctx.Err() == nil {

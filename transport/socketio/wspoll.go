@@ -2,6 +2,7 @@ package socketio
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	gorilla "github.com/gorilla/websocket"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 )
 
@@ -198,9 +200,10 @@ func (p *wsPoller) remove(token uint64) {
 // idle timeout.
 func (p *wsPoller) sweep(now time.Time) {
 	var stale []*pollConn
+	t := now.UnixNano()
 	p.mu.Lock()
 	for _, pc := range p.slots {
-		if pc != nil && pc.idle > 0 && now.UnixNano()-pc.last.Load() > int64(pc.idle) {
+		if pc != nil && pc.idle > 0 && t-pc.last.Load() > int64(pc.idle) {
 			stale = append(stale, pc)
 		}
 	}
@@ -259,13 +262,14 @@ type pollConn struct {
 	// last is when the last frame was read or handled (UnixNano).
 	last atomic.Int64
 
+	// closed says Close was called. The reader also reads it between
+	// messages, to stop handing a closed connection's messages on.
+	closed atomic.Bool
+
 	mu    sync.Mutex
 	state int
-	// closed says Close was called; expired that the idle sweep did it.
-	closed, expired bool
-	// gone is closed without the lock, for the reader to stop handing
-	// messages of a closed connection to the engine.
-	gone atomic.Bool
+	// expired says the idle sweep closed the connection.
+	expired bool
 
 	// Touched only by the goroutine in state pollBusy (or start).
 	parser wsFrameParser
@@ -278,32 +282,22 @@ type pollConn struct {
 // finishes at once: the transport hears of the close, as it did from the
 // goroutine reader's failed read.
 func (pc *pollConn) Close() error {
-	pc.gone.Store(true)
+	pc.closed.Store(true)
 	err := pc.Conn.Close()
 	pc.mu.Lock()
-	pc.closed = true
 	take := pc.state == pollArmed
 	if take {
 		pc.state = pollDone
 	}
 	pc.mu.Unlock()
 	if take {
-		go pc.finish(pc.closeErr())
+		go pc.finish(net.ErrClosed)
 	}
 	return err
 }
 
 // errPollIdle is the read error of a connection closed for idleness.
 var errPollIdle = fmt.Errorf("websocket: no frame within the idle timeout: %w", os.ErrDeadlineExceeded)
-
-// closeErr is the read error a finished connection reports. Call with mu
-// held or after the state is pollDone.
-func (pc *pollConn) closeErr() error {
-	if pc.expired {
-		return errPollIdle
-	}
-	return net.ErrClosed
-}
 
 // expire closes pc for idleness if it is still waiting for data.
 func (pc *pollConn) expire() {
@@ -327,10 +321,10 @@ func (pc *pollConn) start(w *rawWebSocket, conn *types.WebSocketConn, idle time.
 		pc.mu.Unlock()
 		return
 	}
-	if pc.closed {
+	if pc.closed.Load() {
 		pc.state = pollDone
 		pc.mu.Unlock()
-		go pc.finish(pc.closeErr())
+		go pc.finish(net.ErrClosed)
 		return
 	}
 	pc.token, pc.registered = pc.p.add(pc), true
@@ -353,9 +347,6 @@ func (pc *pollConn) arm(add bool) {
 	take := pc.state == pollArmed
 	if take {
 		pc.state = pollDone
-		if pc.closed {
-			err = pc.closeErr()
-		}
 	}
 	pc.mu.Unlock()
 	if take {
@@ -372,7 +363,7 @@ func (pc *pollConn) serve() {
 			break
 		}
 		if err == nil && n == 0 {
-			err = io.ErrUnexpectedEOF // the peer went without a close frame
+			err = errWSPeerGone
 		}
 		if err == nil {
 			pc.last.Store(time.Now().UnixNano())
@@ -381,9 +372,6 @@ func (pc *pollConn) serve() {
 		if err != nil {
 			pc.mu.Lock()
 			pc.state = pollDone
-			if pc.closed && !errors.Is(err, errWSClosedByPeer) {
-				err = pc.closeErr()
-			}
 			pc.mu.Unlock()
 			pc.finish(err)
 			return
@@ -395,11 +383,10 @@ func (pc *pollConn) serve() {
 	pc.releaseIn()
 	pc.last.Store(time.Now().UnixNano())
 	pc.mu.Lock()
-	if pc.closed {
+	if pc.closed.Load() {
 		pc.state = pollDone
-		err := pc.closeErr()
 		pc.mu.Unlock()
-		pc.finish(err)
+		pc.finish(net.ErrClosed)
 		return
 	}
 	pc.state = pollArmed
@@ -456,8 +443,9 @@ func (pc *pollConn) releaseIn() {
 	pc.in = nil
 }
 
-// errWSClosedByPeer ends a connection whose client sent a close frame.
-var errWSClosedByPeer = errors.New("websocket: close frame from the client")
+// errWSPeerGone ends a connection whose client went without a close
+// frame: gorilla's own error for it, so both readers report it alike.
+var errWSPeerGone = &gorilla.CloseError{Code: gorilla.CloseAbnormalClosure, Text: io.ErrUnexpectedEOF.Error()}
 
 // consume handles the whole frames in pc.in and keeps the rest.
 func (pc *pollConn) consume() error {
@@ -468,7 +456,7 @@ func (pc *pollConn) consume() error {
 		*pc.in = b[:rest]
 	}()
 	for {
-		if pc.gone.Load() {
+		if pc.closed.Load() {
 			// A handler closed the connection: nothing more is handed on.
 			return net.ErrClosed
 		}
@@ -479,24 +467,24 @@ func (pc *pollConn) consume() error {
 		if err != nil {
 			var pe *wsProtocolError
 			if errors.As(err, &pe) {
-				pc.writeClose(pe.code, nil)
+				pc.writeClose(pe.code)
 			}
 			return err
 		}
 		off += used
 		switch f.op {
 		case opPing:
-			pong := appendFrameHeader(make([]byte, 0, len(f.payload)+2), opPong, len(f.payload))
-			pc.w.closeAfter(pc.w.write(append(pong, f.payload...)), nil)
+			pc.w.pong(f.payload)
 		case opPong:
 		case opClose:
-			// Answer with the client's code, as gorilla does, and end.
-			var code []byte
+			// Answer with the client's code, as gorilla does, and end
+			// with gorilla's error for it.
+			code := gorilla.CloseNoStatusReceived
 			if len(f.payload) >= 2 {
-				code = f.payload[:2]
+				code = int(binary.BigEndian.Uint16(f.payload))
 			}
-			pc.writeClose(0, code)
-			return errWSClosedByPeer
+			pc.writeClose(code)
+			return &gorilla.CloseError{Code: code, Text: string(f.payload[min(2, len(f.payload)):])}
 		case opText, opBinary:
 			pc.msgOp = f.op
 			fallthrough
@@ -527,21 +515,27 @@ func (pc *pollConn) deliver(op byte, msg []byte) {
 	pc.last.Store(time.Now().UnixNano())
 }
 
-// writeClose sends a close frame: with code when it is not 0, else with
-// the two code bytes given (none for a close without a code).
-func (pc *pollConn) writeClose(code int, raw []byte) {
-	if code != 0 {
-		raw = []byte{byte(code >> 8), byte(code)}
-	}
-	f := appendFrameHeader(make([]byte, 0, 4), opClose, len(raw))
-	_ = pc.w.write(append(f, raw...))
+// writeClose sends a close frame with code (none for
+// gorilla.CloseNoStatusReceived), as gorilla.FormatCloseMessage words it.
+func (pc *pollConn) writeClose(code int) {
+	payload := gorilla.FormatCloseMessage(code, "")
+	f := appendFrameHeader(make([]byte, 0, 2+len(payload)), opClose, len(payload))
+	_ = pc.w.write(append(f, payload...))
 }
 
 // finish ends the reader: the slot is freed and the transport hears of
-// the close as from the goroutine reader ("close" for a closed
-// connection, "error" for anything else, then "close" if the transport
-// has not closed yet). It runs once, by whoever set pollDone.
+// the end as from the goroutine reader (readEnded). A connection closed on
+// this side reports net.ErrClosed (errPollIdle if the idle sweep closed
+// it) whatever its last read said, unless the client's close came first.
+// It runs once, by whoever set pollDone.
 func (pc *pollConn) finish(err error) {
+	var ce *gorilla.CloseError
+	if pc.closed.Load() && !errors.As(err, &ce) {
+		err = net.ErrClosed
+		if pc.expired {
+			err = errPollIdle
+		}
+	}
 	if pc.registered {
 		pc.p.remove(pc.token)
 		_ = pc.rc.Control(func(fd uintptr) { _ = pc.p.os.disarm(fd) })
@@ -551,12 +545,5 @@ func (pc *pollConn) finish(err error) {
 		*pc.in = (*pc.in)[:0]
 		pc.releaseIn()
 	}
-	if errors.Is(err, errWSClosedByPeer) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-		pc.conn.Emit("close")
-	} else {
-		pc.conn.Emit("error", err)
-	}
-	if pc.w.ReadyState() != "closed" {
-		pc.conn.Emit("close")
-	}
+	readEnded(pc.w, pc.conn, err)
 }

@@ -80,11 +80,16 @@ func (b *wsBuilder) New(ctx *types.HttpContext) transports.Transport {
 func newRawWebSocket(c *gorilla.Conn, timeout time.Duration) *rawWebSocket {
 	w := &rawWebSocket{nc: c.NetConn(), timeout: timeout}
 	c.SetPingHandler(func(data string) error {
-		b := appendFrameHeader(make([]byte, 0, len(data)+2), opPong, len(data))
-		w.closeAfter(w.write(append(b, data...)), nil)
+		w.pong([]byte(data))
 		return nil
 	})
 	return w
+}
+
+// pong answers a client's ping with its data, through the writer.
+func (w *rawWebSocket) pong(data []byte) {
+	b := appendFrameHeader(make([]byte, 0, len(data)+2), opPong, len(data))
+	w.closeAfter(w.write(append(b, data...)), nil)
 }
 
 // rawWebSocket is the library's WebSocket transport with a Send of its own
@@ -190,12 +195,7 @@ func (rd *wsReader) handle(mt int, r io.Reader, err error) bool {
 		err = <-rd.done
 	}
 	if err != nil {
-		readFailed(rd.conn, err)
-		// As the library's reader does on its way out, make sure the
-		// transport hears of the close.
-		if rd.w.ReadyState() != "closed" {
-			rd.conn.Emit("close")
-		}
+		readEnded(rd.w, rd.conn, err)
 		return false
 	}
 	if rd.idle > 0 {
@@ -204,14 +204,20 @@ func (rd *wsReader) handle(mt int, r io.Reader, err error) bool {
 	return true
 }
 
-// readFailed ends the connection after a read error as the library's
-// transport does: "close" for a closed connection, "error" (which the
-// transport reports and then closes on) for anything else.
-func readFailed(conn *types.WebSocketConn, err error) {
+// readEnded ends the connection after a read error as the library's
+// transport does: "close" for a closed connection (a *gorilla.CloseError
+// or net.ErrClosed), "error" (which the transport reports and then closes
+// on) for anything else; then, as the library's reader does on its way
+// out, "close" if the transport has not closed yet. Both readers end
+// here.
+func readEnded(w *rawWebSocket, conn *types.WebSocketConn, err error) {
 	if gorilla.IsUnexpectedCloseError(err) || errors.Is(err, net.ErrClosed) {
 		conn.Emit("close")
 	} else {
 		conn.Emit("error", err)
+	}
+	if w.ReadyState() != "closed" {
+		conn.Emit("close")
 	}
 }
 
