@@ -156,14 +156,9 @@ func (p *wsPoller) ready(token uint64) {
 	if pc == nil {
 		return
 	}
-	pc.mu.Lock()
-	if pc.state != pollArmed {
-		pc.mu.Unlock()
-		return
+	if pc.leaveArmed(pollBusy) {
+		go pc.serve()
 	}
-	pc.state = pollBusy
-	pc.mu.Unlock()
-	go pc.serve()
 }
 
 // add gives pc a slot and returns its token.
@@ -284,16 +279,23 @@ type pollConn struct {
 func (pc *pollConn) Close() error {
 	pc.closed.Store(true)
 	err := pc.Conn.Close()
-	pc.mu.Lock()
-	take := pc.state == pollArmed
-	if take {
-		pc.state = pollDone
-	}
-	pc.mu.Unlock()
-	if take {
+	if pc.leaveArmed(pollDone) {
 		go pc.finish(net.ErrClosed)
 	}
 	return err
+}
+
+// leaveArmed moves pc from pollArmed to state to and reports whether it
+// did: whoever moves a connection out of pollArmed owns it next (reads it,
+// or finishes it).
+func (pc *pollConn) leaveArmed(to int) bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.state != pollArmed {
+		return false
+	}
+	pc.state = to
+	return true
 }
 
 // errPollIdle is the read error of a connection closed for idleness.
@@ -343,13 +345,7 @@ func (pc *pollConn) arm(add bool) {
 	if err == nil {
 		return
 	}
-	pc.mu.Lock()
-	take := pc.state == pollArmed
-	if take {
-		pc.state = pollDone
-	}
-	pc.mu.Unlock()
-	if take {
+	if pc.leaveArmed(pollDone) {
 		pc.finish(fmt.Errorf("websocket poller: %w", err))
 	}
 }
