@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"unicode/utf8"
 )
 
 // wsFrame is one client frame (RFC 6455, 5.2) as wsFrameParser returns it:
@@ -45,9 +46,10 @@ var errWSIncomplete = errors.New("websocket: incomplete frame")
 // wsFrameParser checks and splits the frames of one client connection,
 // with gorilla's rules for a server: every frame masked, no reserved bits
 // (no extension is negotiated on the connections it reads), known
-// opcodes, control frames whole and at most 125 bytes, continuation
-// frames only inside a fragmented message, and a message (all its
-// fragments) at most limit bytes when limit > 0.
+// opcodes, control frames whole and at most 125 bytes, a close frame's
+// code one a peer may send and its reason UTF-8, continuation frames only
+// inside a fragmented message, and a message (all its fragments) at most
+// limit bytes when limit > 0.
 type wsFrameParser struct {
 	limit int
 	// inMessage says a fragmented message has begun; size is its length
@@ -124,6 +126,14 @@ func (p *wsFrameParser) next(b []byte) (wsFrame, int, error) {
 	for i := range f.payload {
 		f.payload[i] ^= key[i&3]
 	}
+	if f.op == opClose && len(f.payload) >= 2 {
+		if code := int(binary.BigEndian.Uint16(f.payload)); !validReceivedCloseCode(code) {
+			return wsFrame{}, 0, &wsProtocolError{closeProtocolError, "bad close code " + strconv.Itoa(code)}
+		}
+		if !utf8.Valid(f.payload[2:]) {
+			return wsFrame{}, 0, &wsProtocolError{closeProtocolError, "invalid utf8 payload in close frame"}
+		}
+	}
 	switch f.op {
 	case opText, opBinary:
 		p.inMessage, p.size = !f.fin, len(f.payload)
@@ -135,4 +145,17 @@ func (p *wsFrameParser) next(b []byte) (wsFrame, int, error) {
 		p.size = 0
 	}
 	return f, int(total), nil
+}
+
+// validReceivedCloseCode reports whether a peer may send code in a close
+// frame (RFC 6455, 7.4): gorilla's list, which leaves out the codes that
+// only describe a connection (1005 no status, 1006 abnormal closure, 1015
+// TLS handshake) and the unassigned ones, plus the ranges for libraries
+// and applications (3000–4999).
+func validReceivedCloseCode(code int) bool {
+	switch code {
+	case 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013:
+		return true
+	}
+	return code >= 3000 && code <= 4999
 }

@@ -96,6 +96,14 @@ func TestWSFrameParser(t *testing.T) {
 		{name: "fragments over the limit", limit: 5, frames: [][]byte{clientFrame(opText, []byte("4he"), true), clientFrame(fin|opContinuation, []byte("llo"), true)},
 			want: []want{{opText, false, "4he"}}, code: closeMessageTooBig},
 		{name: "length with the top bit", frames: [][]byte{{fin | opBinary, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1}}, code: closeProtocolError},
+		{name: "close with an application code and a reason", frames: [][]byte{clientFrame(fin|opClose, []byte("\x0f\xa0bye"), true)},
+			want: []want{{opClose, true, "\x0f\xa0bye"}}},
+		{name: "close without a code", frames: [][]byte{clientFrame(fin|opClose, nil, true)},
+			want: []want{{opClose, true, ""}}},
+		{name: "close with no-status code", frames: [][]byte{clientFrame(fin|opClose, []byte{0x03, 0xed}, true)}, code: closeProtocolError},
+		{name: "close with an unassigned code", frames: [][]byte{clientFrame(fin|opClose, []byte{0x03, 0xec}, true)}, code: closeProtocolError},
+		{name: "close with a code over 4999", frames: [][]byte{clientFrame(fin|opClose, []byte{0x13, 0x88}, true)}, code: closeProtocolError},
+		{name: "close with a reason that is not UTF-8", frames: [][]byte{clientFrame(fin|opClose, []byte{0x03, 0xe8, 0xff}, true)}, code: closeProtocolError},
 	} {
 		for _, split := range []int{0, 1, 3} {
 			t.Run(fmt.Sprintf("%s/split %d", tc.name, split), func(t *testing.T) {
@@ -202,9 +210,9 @@ func TestPollReaderIdle(t *testing.T) {
 // TestPollReaderFrames: over a real connection, the poll reader puts a
 // fragmented message together (answering a ping between its fragments),
 // reads a message larger than one read, and ends the connection with
-// gorilla's close code on a protocol error, a message over the read limit
-// or the client's close frame, and when the client or the server drops
-// the connection.
+// gorilla's close code on a protocol error (a close frame with a code no
+// peer may send is one), a message over the read limit or the client's
+// close frame, and when the client or the server drops the connection.
 func TestPollReaderFrames(t *testing.T) {
 	t.Parallel()
 	const fin = 0x80
@@ -231,6 +239,10 @@ func TestPollReaderFrames(t *testing.T) {
 			code: closeMessageTooBig},
 		{name: "close frame", send: [][]byte{clientFrame(fin|opText, []byte("4bye"), true), clientFrame(fin|opClose, []byte{0x03, 0xe8}, true)},
 			want: []string{"bye"}, code: websocket.CloseNormalClosure},
+		{name: "close frame with an application code", send: [][]byte{clientFrame(fin|opClose, []byte{0x0f, 0xa0}, true)},
+			code: 4000},
+		{name: "close frame with a code no peer may send", send: [][]byte{clientFrame(fin|opText, []byte("4bye"), true), clientFrame(fin|opClose, []byte{0x03, 0xee}, true)},
+			want: []string{"bye"}, code: closeProtocolError},
 		{name: "client drops", send: [][]byte{clientFrame(fin|opText, []byte("4x"), true)}, want: []string{"x"}, close: "client"},
 		{name: "server closes", send: [][]byte{clientFrame(fin|opText, []byte("4x"), true)}, want: []string{"x"}, close: "server"},
 	} {
