@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -130,3 +131,10 @@ func (s *Store) ReadRoomsStepped(ctx context.Context, cursors map[domain.Room]in
 	}
 	return pages, fetched, err
 }
+
+// SetBatchTimeout sets the bound of one group commit; call it before
+// Start.
+func (s *Store) SetBatchTimeout(d time.Duration) { s.batchTimeout = d }
+
+// RoomLockKey is the advisory lock key an append takes for room.
+func RoomLockKey(room string) int64 { return lockKey("room", room) }

@@ -77,24 +77,33 @@ func (s *Store) sendNotices(ctx context.Context, conn **pgx.Conn) {
 	if !handoff && !plain {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
-	defer cancel()
+	deadline := time.Now().Add(notifyTimeout)
 	if *conn == nil {
 		cfg := s.pool.Config().ConnConfig.Copy()
 		cfg.RuntimeParams["synchronous_commit"] = "off"
-		c, err := pgx.ConnectConfig(ctx, cfg)
+		cctx, cancel := context.WithDeadline(ctx, deadline)
+		c, err := pgx.ConnectConfig(cctx, cfg)
+		cancel()
 		if err != nil {
 			s.logger.WarnContext(ctx, "notify after commit: connect; listeners wake on their next poll", "error", err)
 			return
 		}
 		*conn = c
 	}
-	var err error
+	// A deadline on the connection, not on ctx, as for the group commit
+	// (writer.go): pgx registers a callback per statement on a context
+	// that can end.
+	ctx = context.WithoutCancel(ctx)
+	err := (*conn).PgConn().Conn().SetDeadline(deadline)
 	switch {
+	case err != nil:
 	case handoff && plain:
 		_, err = (*conn).Exec(ctx, "SELECT pg_notify($1, $2), pg_notify($1, $3)", NotifyChannel, s.noticePayload(true), s.noticePayload(false))
 	default:
 		_, err = (*conn).Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, s.noticePayload(handoff))
+	}
+	if err == nil {
+		err = (*conn).PgConn().Conn().SetDeadline(time.Time{})
 	}
 	if err != nil {
 		s.logger.WarnContext(ctx, "notify after commit failed; listeners wake on their next poll", "error", err)

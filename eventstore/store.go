@@ -141,6 +141,9 @@ type Store struct {
 	// one-round-trip append (heads.go).
 	heads *headCache
 
+	// batchTimeout bounds one group commit (writer.go); tests shorten it.
+	batchTimeout time.Duration
+
 	mu      sync.Mutex
 	started bool
 	stopped bool
@@ -168,6 +171,8 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg *Config) *Store {
 		nStop:  make(chan struct{}),
 		nDone:  make(chan struct{}),
 		stopCh: make(chan struct{}),
+
+		batchTimeout: batchTimeout,
 	}
 }
 

@@ -750,3 +750,56 @@ func TestStopFlushesPending(t *testing.T) {
 		t.Fatalf("%d appends acknowledged, %d rows in the log", ok, rows)
 	}
 }
+
+// TestHungCommitTimesOut: a group commit that cannot finish (its room's
+// lock held by another transaction, as a hung database would hold it)
+// ends after the writer's batch timeout with CodeUnavailable, instead of
+// holding its caller, and every publish queued behind it, for as long as
+// the database hangs. Once the lock is free, appends to the room go on,
+// gap-free.
+func TestHungCommitTimesOut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := eventstoretest.New(t)
+	s := eventstore.New(pool, testLogger(t), &eventstore.Config{Writers: 1})
+	s.SetBatchTimeout(300 * time.Millisecond)
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	// The room's head is now remembered: the next commit takes the room's
+	// lock in its first statement.
+	if _, err := s.Append(ctx, req("t", `{"i":1}`, "hung")); err != nil {
+		t.Fatal(err)
+	}
+	blocker, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = blocker.Rollback(ctx) }()
+	if _, err := blocker.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", eventstore.RoomLockKey("hung")); err != nil {
+		t.Fatal(err)
+	}
+	// The caller waits far longer than the batch timeout: the error must
+	// come from the writer.
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err = s.Append(actx, req("t", `{"i":2}`, "hung"))
+	cancel()
+	if code := domain.ErrorCode(err); code != domain.CodeUnavailable {
+		t.Fatalf("append during the hang: %v (code %q), want %q", err, code, domain.CodeUnavailable)
+	}
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 3; i <= 5; i++ {
+		if _, err := s.Append(ctx, req("t", fmt.Sprintf(`{"i":%d}`, i), "hung")); err != nil {
+			t.Fatalf("append %d after the hang: %v", i, err)
+		}
+	}
+	// The timed-out append's outcome is unknown to its caller (it may
+	// have committed once the lock was free); the log has no gap either
+	// way.
+	if _, rows := assertGapFree(t, pool); rows < 4 {
+		t.Fatalf("%d rows, want at least 4", rows)
+	}
+}
