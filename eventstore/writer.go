@@ -89,11 +89,12 @@ func (s *Store) process(ctx context.Context, batch []*submission) {
 // Config.Handoff, if any.
 //
 // The commit's statements run under a deadline on the connection itself
-// rather than on their context: pgx watches a context that can end with a
-// callback registered per round trip (two allocations and a timer a
-// statement, about a sixth of what a commit allocated), and a deadline on
-// the connection ends a hung commit the same way, as a failed read or
-// write that closes the connection. So the statements get ctx without
+// rather than on their context: pgx watches a context that can end by
+// registering a context.AfterFunc per round trip, which with the
+// deadline's own timer was about a ninth of what a single-event commit
+// allocated (BenchmarkAppendHandoff), and a deadline on the connection
+// ends a hung commit the same way, as a failed read or write that closes
+// the connection. So the statements get ctx without
 // its cancellation (the writer's context never ends anyway), and only the
 // wait for a pooled connection has a context deadline.
 func (s *Store) commit(ctx context.Context, subs []*submission) error {
