@@ -753,10 +753,10 @@ func TestStopFlushesPending(t *testing.T) {
 
 // TestHungCommitTimesOut: a group commit that cannot finish (its room's
 // lock held by another transaction, as a hung database would hold it)
-// ends after the writer's batch timeout with CodeUnavailable, instead of
-// holding its caller, and every publish queued behind it, for as long as
-// the database hangs. Once the lock is free, appends to the room go on,
-// gap-free.
+// ends after the writer's batch timeout with CodeUnavailable, the code
+// that keeps the writer from retrying a batch's submissions one by one,
+// each with the whole timeout again. Once the lock is free, appends to
+// the room go on, gap-free.
 func TestHungCommitTimesOut(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
