@@ -92,8 +92,8 @@ func (s *Store) sendNotices(ctx context.Context, conn **pgx.Conn) {
 	}
 	// A deadline on the connection, not on ctx, as for the group commit
 	// (writer.go): pgx registers a callback per statement on a context
-	// that can end.
-	ctx = context.WithoutCancel(ctx)
+	// that can end, and notifyLoop runs on Start's context without its
+	// cancellation.
 	err := (*conn).PgConn().Conn().SetDeadline(deadline)
 	switch {
 	case err != nil:

@@ -94,11 +94,10 @@ func (s *Store) process(ctx context.Context, batch []*submission) {
 // deadline's own timer was about a ninth of what a single-event commit
 // allocated (BenchmarkAppendHandoff), and a deadline on the connection
 // ends a hung commit the same way, as a failed read or write that closes
-// the connection. So the statements get ctx without
-// its cancellation (the writer's context never ends anyway), and only the
-// wait for a pooled connection has a context deadline.
+// the connection. The statements get ctx as it is: the writers run on
+// Start's context without its cancellation, which pgx does not watch.
+// Only the wait for a pooled connection has a context deadline.
 func (s *Store) commit(ctx context.Context, subs []*submission) error {
-	deadline := time.Now().Add(s.batchTimeout)
 	var done chan struct{}
 	if s.cfg.HandoffMissed != nil {
 		// Only handoffMissed looks at the commits in flight.
@@ -106,6 +105,7 @@ func (s *Store) commit(ctx context.Context, subs []*submission) error {
 		defer s.endFlight(done)
 	}
 	start := time.Now()
+	deadline := start.Add(s.batchTimeout)
 	actx, cancel := context.WithDeadline(ctx, deadline)
 	conn, err := s.pool.Acquire(actx)
 	cancel()
@@ -113,7 +113,6 @@ func (s *Store) commit(ctx context.Context, subs []*submission) error {
 		return classify("append: acquire connection", err)
 	}
 	pc := conn.Conn().PgConn()
-	ctx = context.WithoutCancel(ctx)
 	if err := pc.Conn().SetDeadline(deadline); err != nil {
 		s.release(ctx, conn)
 		return unavailable("append: set deadline", err)

@@ -53,11 +53,7 @@ func TestWSFrameParser(t *testing.T) {
 	const fin = 0x80
 	long := bytes.Repeat([]byte("x"), 300)
 	huge := bytes.Repeat([]byte("y"), 70000)
-	type want struct {
-		op      byte
-		fin     bool
-		payload string
-	}
+	type want = parsedFrame
 	for _, tc := range []struct {
 		name   string
 		limit  int
@@ -108,39 +104,13 @@ func TestWSFrameParser(t *testing.T) {
 		for _, split := range []int{0, 1, 3} {
 			t.Run(fmt.Sprintf("%s/split %d", tc.name, split), func(t *testing.T) {
 				stream := bytes.Join(tc.frames, nil)
-				p := wsFrameParser{limit: tc.limit}
-				var buf []byte
-				var got []want
-				var code int
-				// Feed the stream in pieces of split bytes (all at once
-				// for 0), parsing whatever is whole after each.
-			feed:
-				for off := 0; off < len(stream); {
-					n := len(stream) - off
-					if split > 0 {
-						n = min(split, n)
-					}
-					buf = append(buf, stream[off:off+n]...)
-					off += n
-					for {
-						f, used, err := p.next(buf)
-						if errors.Is(err, errWSIncomplete) {
-							break
-						}
-						if err != nil {
-							var pe *wsProtocolError
-							if !errors.As(err, &pe) {
-								t.Fatalf("error %v, want a *wsProtocolError", err)
-							}
-							code = pe.code
-							break feed
-						}
-						if used == 0 {
-							t.Fatal("a frame of 0 bytes")
-						}
-						got = append(got, want{f.op, f.fin, string(f.payload)})
-						buf = buf[used:]
-					}
+				step := split
+				if step == 0 {
+					step = max(len(stream), 1)
+				}
+				got, code, left, err := feedParser(stream, step, tc.limit)
+				if err != nil {
+					t.Fatal(err)
 				}
 				if code != tc.code {
 					t.Fatalf("close code %d, want %d", code, tc.code)
@@ -154,8 +124,8 @@ func TestWSFrameParser(t *testing.T) {
 							i, got[i].op, got[i].fin, got[i].payload, tc.want[i].op, tc.want[i].fin, tc.want[i].payload)
 					}
 				}
-				if tc.code == 0 && len(buf) != 0 {
-					t.Errorf("%d bytes left over", len(buf))
+				if tc.code == 0 && left != 0 {
+					t.Errorf("%d bytes left over", left)
 				}
 			})
 		}
@@ -387,40 +357,16 @@ func FuzzWSFrameParser(f *testing.F) {
 	f.Add(clientFrame(fin|opText, []byte("4x"), false), uint8(1), uint16(0))
 	f.Add([]byte{fin | opBinary, 0x80 | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint8(3), uint16(0))
 	type result struct {
-		frames []string
+		frames []parsedFrame
 		code   int
 		left   int
 	}
 	parse := func(stream []byte, step int, limit int) result {
-		stream = bytes.Clone(stream) // the parser unmasks in place
-		p := wsFrameParser{limit: limit}
 		var r result
-		var buf []byte
-		for off := 0; off < len(stream); {
-			n := min(step, len(stream)-off)
-			buf = append(buf, stream[off:off+n]...)
-			off += n
-			for {
-				fr, used, err := p.next(buf)
-				if errors.Is(err, errWSIncomplete) {
-					break
-				}
-				if err != nil {
-					var pe *wsProtocolError
-					if !errors.As(err, &pe) {
-						panic(err)
-					}
-					r.code = pe.code
-					return r
-				}
-				if used <= 0 || used > len(buf) || len(fr.payload) > used {
-					panic(fmt.Sprintf("used %d of %d bytes for a payload of %d", used, len(buf), len(fr.payload)))
-				}
-				r.frames = append(r.frames, fmt.Sprintf("%d %v %x", fr.op, fr.fin, fr.payload))
-				buf = buf[used:]
-			}
+		var err error
+		if r.frames, r.code, r.left, err = feedParser(stream, step, limit); err != nil {
+			panic(err)
 		}
-		r.left = len(buf)
 		return r
 	}
 	f.Fuzz(func(t *testing.T, stream []byte, step uint8, limit uint16) {
@@ -432,8 +378,52 @@ func FuzzWSFrameParser(f *testing.F) {
 		}
 		for i := range whole.frames {
 			if whole.frames[i] != pieces.frames[i] {
-				t.Fatalf("frame %d: %s at once, %s in pieces", i, whole.frames[i], pieces.frames[i])
+				t.Fatalf("frame %d: %+v at once, %+v in pieces", i, whole.frames[i], pieces.frames[i])
 			}
 		}
 	})
+}
+
+// parsedFrame is a frame wsFrameParser returned, its payload copied.
+type parsedFrame struct {
+	op      byte
+	fin     bool
+	payload string
+}
+
+// feedParser feeds stream (a copy: the parser unmasks in place) to a
+// parser with limit in pieces of step bytes, parsing whatever is whole
+// after each, as the poll reader does with its reads. It returns the
+// frames, the close code of a refusal (0 if none; the frames before it are
+// returned) and, without a refusal, the bytes left unparsed. An error says
+// the parser broke its contract: an error that is not a *wsProtocolError,
+// or a frame that used no bytes or more than there were.
+func feedParser(stream []byte, step, limit int) (frames []parsedFrame, code, left int, err error) {
+	stream = bytes.Clone(stream)
+	p := wsFrameParser{limit: limit}
+	var buf []byte
+	for off := 0; off < len(stream); {
+		n := min(step, len(stream)-off)
+		buf = append(buf, stream[off:off+n]...)
+		off += n
+		for {
+			f, used, err := p.next(buf)
+			if errors.Is(err, errWSIncomplete) {
+				break
+			}
+			if err != nil {
+				var pe *wsProtocolError
+				if !errors.As(err, &pe) {
+					return frames, 0, 0, fmt.Errorf("error %v, want a *wsProtocolError", err)
+				}
+				return frames, pe.code, 0, nil
+			}
+			if used <= 0 || used > len(buf) || len(f.payload) > used {
+				return frames, 0, 0, fmt.Errorf("used %d of %d bytes for a payload of %d", used, len(buf), len(f.payload))
+			}
+			frames = append(frames, parsedFrame{f.op, f.fin, string(f.payload)})
+			buf = buf[used:]
+		}
+	}
+	return frames, 0, len(buf), nil
 }
